@@ -1,0 +1,3 @@
+from ftlog.cli import main
+
+main()

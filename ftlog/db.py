@@ -1,0 +1,219 @@
+"""Opening the store: which database, how it is connected, and its schema revision."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import NoSuchModuleError as NoSuchDialect
+
+from ftlog import settings
+from ftlog.errors import FtlogError, SchemaError, UsageProblem
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+"""How long a SQLite writer waits for another (an overlapping cron run) before giving up."""
+
+
+def resolve_url(db: str | None) -> str:
+    """The database URL from ``--db``, else FTLOG_DATABASE_URL, else the default SQLite file.
+
+    A value without ``://`` is a path to a SQLite file.
+    """
+    value = db or settings.env(settings.DATABASE_URL)
+    if value is None:
+        path = settings.default_database_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    if "://" not in value:
+        path = Path(value).expanduser().resolve()
+        if not path.parent.is_dir():
+            raise UsageProblem(f"no directory {path.parent} for the SQLite file; create it first")
+        return f"sqlite:///{path}"
+    return value
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout, foreign keys and real BEGINs."""
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        engine = create_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
+    except (ArgumentError, NoSuchDialect, ImportError) as err:
+        hint = " (pip install 'ftlog[postgres]')" if "psycopg" in str(err) else ""
+        raise UsageProblem(f"cannot use database URL {redacted(url)}: {err}{hint}") from None
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def redacted(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable URL)"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    # pysqlite's own transaction handling defers BEGIN and cannot take the write lock up
+    # front; take over, so writers can BEGIN IMMEDIATE (see write_transaction).
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "")
+        conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it takes the write lock at BEGIN.
+
+    Taking the lock first means two collectors never both read a job's state and then both
+    write a transition for it; the second waits (busy timeout) and then sees the first's work.
+    """
+    options = {"sqlite_begin": "IMMEDIATE"} if engine.dialect.name == "sqlite" else {}
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        yield conn
+
+
+# --- migrations -------------------------------------------------------------------------
+
+
+def migrations_dir() -> Path:
+    """The alembic scripts: inside the installed wheel, or beside the package in a checkout."""
+    bundled = Path(__file__).with_name("_migrations")
+    if bundled.is_dir():
+        return bundled
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """The alembic configuration, built in code (no alembic.ini is needed at run time)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["connection"] = connection
+    return config
+
+
+def revisions() -> list[str]:
+    """The migration chain, newest first, one line each."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    return [
+        f"{rev.revision}  {rev.doc}{'  (head)' if rev.is_head else ''}"
+        for rev in script.walk_revisions()
+    ]
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the migration chain is empty"
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Move the schema back to ``revision``. Every revision has a tested downgrade; it drops
+    what later revisions added, data included."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), revision)
+    except CommandError as err:
+        raise UsageProblem(
+            f"cannot downgrade to {revision!r}: {err}; see ftlog db history"
+        ) from None
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create the schema in an empty database; refuse one behind or ahead of this ftlog.
+
+    An empty database runs the whole migration chain (there is no other way to create it).
+    """
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        with engine.connect() as conn:
+            current = current_revision(conn)
+            empty = current is None and not inspect(conn).get_table_names()
+    except OperationalError as err:
+        raise FtlogError(f"cannot open the database: {_first_line(err)}") from None
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    if current == head:
+        return
+    if empty:
+        log.info("empty database: creating the schema (revision %s)", head)
+        upgrade(engine)
+        return
+    if current is None:
+        raise SchemaError(
+            "the database has tables but no ftlog schema revision; "
+            "point --db at an ftlog store or an empty database"
+        )
+    try:
+        script.get_revision(current)
+    except CommandError:
+        raise SchemaError(
+            f"the database schema ({current}) is newer than this ftlog knows (head {head}); "
+            "upgrade ftlog"
+        ) from None
+    raise SchemaError(
+        f"the database schema ({current}) is behind this ftlog ({head}); run: ftlog db upgrade"
+    )
+
+
+def _first_line(err: Exception) -> str:
+    orig = getattr(err, "orig", None) or err
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+
+
+@contextmanager
+def open_store(db: str | None) -> Iterator[Engine]:
+    """The engine for ``--db`` (see resolve_url), with its schema checked or created."""
+    engine = create_store_engine(resolve_url(db))
+    try:
+        ensure_schema(engine)
+        yield engine
+    finally:
+        engine.dispose()

@@ -1,0 +1,231 @@
+"""The database schema: SQLAlchemy 2.0 typed models.
+
+The migration chain in ``migrations/`` creates exactly these tables; a test compares the two.
+All times are stored as UTC and come back timezone-aware, on SQLite and on Postgres alike.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+"""Statuses after which a job does not change any more (documented by Nebius and OpenAI)."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware.
+
+    SQLite has no time zone type: values are stored as naive UTC there and get their
+    ``tzinfo`` back on the way out. Naive datetimes given to ftlog are taken as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value if dialect.name == "sqlite" else value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
+
+
+class Source(Base):
+    """Where jobs come from: one API base URL and account, under a name chosen by the user."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    base_url: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime]
+
+
+class Job(Base):
+    """One job of one source, with the latest known fields of its job object."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("source_id", "job_id"),
+        Index("ix_jobs_status", "status"),
+        Index("ix_jobs_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    job_id: Mapped[str] = mapped_column(String(200))
+    object: Mapped[str | None] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(300), index=True)
+    status: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    training_file: Mapped[str | None] = mapped_column(String(300))
+    validation_file: Mapped[str | None] = mapped_column(String(300))
+    suffix: Mapped[str | None] = mapped_column(String(300))
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    organization_id: Mapped[str | None] = mapped_column(String(200))
+    error_code: Mapped[str | None] = mapped_column(String(200))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_param: Mapped[str | None] = mapped_column(String(200))
+    trained_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    trained_steps: Mapped[int | None] = mapped_column(BigInteger)
+    total_steps: Mapped[int | None] = mapped_column(BigInteger)
+    estimated_finish: Mapped[datetime | None]
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(500))
+    method_type: Mapped[str | None] = mapped_column(String(100))
+    result_files: Mapped[list[Any] | None]
+    integrations: Mapped[list[Any] | None]
+    job_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    """Hash of the latest recorded job object: an unchanged job is recognised without reading it."""
+
+
+class Hyperparameters(Base):
+    """The job's latest hyperparameters.
+
+    Known ones have typed columns. A known one whose value does not fit its type (OpenAI's
+    ``"auto"``, say) is NULL in its column and kept under its name in ``extra``, beside every
+    hyperparameter ftlog does not know yet; so nothing the API said is dropped or coerced.
+    """
+
+    __tablename__ = "hyperparameters"
+
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    batch_size: Mapped[int | None] = mapped_column(BigInteger)
+    learning_rate: Mapped[float | None] = mapped_column(Float)
+    n_epochs: Mapped[int | None] = mapped_column(BigInteger)
+    warmup_ratio: Mapped[float | None] = mapped_column(Float)
+    weight_decay: Mapped[float | None] = mapped_column(Float)
+    lora: Mapped[bool | None] = mapped_column(Boolean)
+    lora_r: Mapped[int | None] = mapped_column(BigInteger)
+    lora_alpha: Mapped[int | None] = mapped_column(BigInteger)
+    lora_dropout: Mapped[float | None] = mapped_column(Float)
+    packing: Mapped[bool | None] = mapped_column(Boolean)
+    max_grad_norm: Mapped[float | None] = mapped_column(Float)
+    context_length: Mapped[int | None] = mapped_column(BigInteger)
+    extra: Mapped[dict[str, Any]]
+
+
+class RawPayload(Base):
+    """Each distinct job object the API returned, kept whole (canonical JSON)."""
+
+    __tablename__ = "raw_payloads"
+    __table_args__ = (UniqueConstraint("job_pk", "sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    first_observed_at: Mapped[datetime]
+    last_observed_at: Mapped[datetime]
+
+
+class Snapshot(Base):
+    """One distinct observed state of a job, from the first to the last time it was seen."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (
+        UniqueConstraint("job_pk", "first_observed_at"),
+        Index("ix_snapshots_job_pk_last_observed_at", "job_pk", "last_observed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(50))
+    trained_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    trained_steps: Mapped[int | None] = mapped_column(BigInteger)
+    total_steps: Mapped[int | None] = mapped_column(BigInteger)
+    estimated_finish: Mapped[datetime | None]
+    first_observed_at: Mapped[datetime]
+    last_observed_at: Mapped[datetime]
+    observations: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatusChange(Base):
+    """A status transition, known to have happened between two observations.
+
+    ``from_status`` is NULL when the job was first seen (already in ``to_status``). It happened
+    after ``previous_observed_at`` (NULL when first seen) and no later than ``observed_at``.
+    """
+
+    __tablename__ = "status_history"
+    __table_args__ = (
+        UniqueConstraint("job_pk", "observed_at"),
+        UniqueConstraint("job_pk", "previous_observed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    from_status: Mapped[str | None] = mapped_column(String(50))
+    to_status: Mapped[str] = mapped_column(String(50))
+    observed_at: Mapped[datetime]
+    previous_observed_at: Mapped[datetime | None]
+
+
+class CollectorRun(Base):
+    """One run of ``ftlog snapshot``, ``ingest`` or ``watch`` (one row per pass)."""
+
+    __tablename__ = "collector_runs"
+    __table_args__ = (Index("ix_collector_runs_started_at", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    command: Mapped[str] = mapped_column(String(50))
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(20))
+    """running (or killed before it could say otherwise), ok, partial (some jobs failed), failed."""
+    list_completed: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The run paged the job list to its end or to a job known finished since an earlier
+    completed listing: every job older than where it stopped is known to the store."""
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_seen: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_changed: Mapped[int] = mapped_column(Integer, default=0)
+    snapshots_added: Mapped[int] = mapped_column(Integer, default=0)
+    transitions: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    error_details: Mapped[list[Any] | None]
