@@ -196,7 +196,8 @@ def _sync_list(
 
 
 def _is_settled(record: JobRecord, stored: store.StoredJob | None, listed_before: datetime) -> bool:
-    """Finished, unchanged, and seen by a complete listing: every older job is known too."""
+    """Finished, unchanged, and known when a listing last completed: every older job is
+    known too (that listing reached it, or stopped at a newer job for which this held)."""
     return (
         stored is not None
         and stored.status in TERMINAL_STATUSES

@@ -134,7 +134,7 @@ def _parse_fields(job_id: str, obj: dict[str, Any]) -> JobRecord:
         "method_type": _optional_str(method or {}, "type"),
         "result_files": _optional_list(obj, "result_files"),
         "integrations": _optional_list(obj, "integrations"),
-        "job_metadata": _optional_dict(obj, "metadata"),
+        "metadata": _optional_dict(obj, "metadata"),
     }
     body = canonical_json(obj)
     return JobRecord(

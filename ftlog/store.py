@@ -171,14 +171,14 @@ def finish_run(
 
 
 def last_completed_listing(engine: Engine, source_id: int) -> datetime | None:
-    """When the latest run that paged the job list to completion started, if any did."""
+    """When the latest run that paged the job list to completion finished, if any did."""
     with engine.connect() as conn:
-        started: datetime | None = conn.execute(
-            select(func.max(_runs.c.started_at)).where(
+        finished: datetime | None = conn.execute(
+            select(func.max(_runs.c.finished_at)).where(
                 _runs.c.source_id == source_id, _runs.c.list_completed.is_(True)
             )
         ).scalar_one()
-    return started
+    return finished
 
 
 # --- reads for the collector --------------------------------------------------------------

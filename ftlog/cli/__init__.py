@@ -62,12 +62,13 @@ def main() -> None:
 
 
 def _register() -> None:
-    from ftlog.cli import collect, db
+    from ftlog.cli import collect, db, simulate
 
     main.add_command(collect.snapshot)
     main.add_command(collect.ingest)
     main.add_command(collect.watch)
     main.add_command(db.db)
+    main.add_command(simulate.simulate)
 
 
 _register()

@@ -175,14 +175,12 @@ def _as_openai(spec: JobSpec, job: dict[str, Any]) -> dict[str, Any]:
         )
     suffix = job.pop("suffix")
     del job["trained_steps"], job["total_steps"]
-    succeeded = job["status"] == "succeeded"
+    model = f"ft:{spec.model}:simulated:{suffix}:{spec.id[-8:]}"
     job.update(
         hyperparameters=hyper,
         organization_id="org-simulated",
         method={"type": "supervised", "supervised": {"hyperparameters": hyper}},
-        fine_tuned_model=f"ft:{spec.model}:simulated:{suffix}:{spec.id[-8:]}"
-        if succeeded
-        else None,
+        fine_tuned_model=model if job["status"] == "succeeded" else None,
         metadata=None,
         user_provided_suffix=suffix,
     )
@@ -193,7 +191,7 @@ def step_metrics(spec: JobSpec, step: int) -> dict[str, float]:
     """Losses decaying exponentially over training, faster with a higher learning rate.
 
     The noise scales with the remaining gap, so losses fall strictly between points at least
-    a tenth of training apart; validation loss rises with epochs (mild overfitting).
+    a tenth of training apart; more epochs keep validation loss higher (mild overfitting).
     """
     hp = spec.hyperparameters
     progress = step / spec.total_steps

@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (full sizes) and `make bench-quick`; see BENCHMARKS.md."""
