@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,8 +20,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ftlog import store
 from ftlog.client import FineTuningClient, JobPage
+from ftlog.details import Kind, collect_details
 from ftlog.errors import APIError, AuthError, NotFound, PayloadError, UsageProblem
 from ftlog.models import TERMINAL_STATUSES
+from ftlog.notify import Target, deliver_pending
 from ftlog.parse import JobRecord, parse_job
 from ftlog.store import Observation, SaveResult
 
@@ -48,6 +50,10 @@ class RunSummary:
     seconds: float = 0.0
     list_completed: bool = False
     fatal: bool = False
+    details_added: dict[str, int] = field(default_factory=dict)
+    notifications_sent: int = 0
+    warnings: list[str] = field(default_factory=list)
+    """Trouble that loses nothing (a notification to retry next run): no effect on exit code."""
 
     @property
     def outcome(self) -> str:
@@ -67,7 +73,14 @@ class RunSummary:
             f"{len(r.transitions)} transitions, {len(self.errors)} errors, "
             f"{self.requests} requests in {self.seconds:.1f} s"
         )
-        return text + (f" ({r.stale} stale observations kept as raw payloads)" if r.stale else "")
+        extras = [f"{n} new {kind}" for kind, n in self.details_added.items() if n]
+        if self.notifications_sent or self.warnings:
+            extras.append(f"{self.notifications_sent} notifications sent")
+        if self.warnings:
+            extras.append(f"{len(self.warnings)} warnings")
+        if r.stale:
+            extras.append(f"{r.stale} stale observations kept as raw payloads")
+        return text + (f" ({', '.join(extras)})" if extras else "")
 
     def as_dict(self) -> dict[str, Any]:
         r = self.result
@@ -89,6 +102,9 @@ class RunSummary:
                 for t in r.transitions
             ],
             "errors": self.errors,
+            "warnings": self.warnings,
+            "new_details": self.details_added,
+            "notifications_sent": self.notifications_sent,
             "requests": self.requests,
             "seconds": round(self.seconds, 3),
         }
@@ -104,6 +120,12 @@ class SnapshotPlan:
     """Re-fetch just the jobs recorded as not finished."""
     full: bool = False
     """Page through the whole list, not stopping at jobs already known."""
+    details: Sequence[Kind] = ("events", "checkpoints")
+    """Which details to fetch for jobs that changed."""
+    notify: Sequence[Target] = ()
+    """Where to tell about status transitions."""
+    secret_env: Sequence[str] = ()
+    """Variables that hold secrets, kept out of notify commands' environment."""
 
 
 Progress = Callable[[int], None]
@@ -131,17 +153,28 @@ def snapshot(
     summary = RunSummary(command)
     started = time.monotonic()
     run_id = store.start_run(engine, command, source_id)
+    channels = [target.channel for target in plan.notify]
     try:
         covered: set[str] = set()
         if plan.job_ids:
-            _fetch_each(engine, client, source_id, plan.job_ids, summary, progress)
+            _fetch_each(engine, client, source_id, plan.job_ids, summary, progress, channels)
         else:
             if not plan.active_only:
-                covered = _sync_list(engine, client, source_id, plan.full, summary, progress)
+                covered = _sync_list(
+                    engine, client, source_id, plan.full, summary, progress, channels
+                )
             unfinished = [
                 j for j in store.unfinished_job_ids(engine, source_id) if j not in covered
             ]
-            _fetch_each(engine, client, source_id, unfinished, summary, progress)
+            _fetch_each(engine, client, source_id, unfinished, summary, progress, channels)
+        if plan.details:
+            details = collect_details(engine, client, source_id, plan.details)
+            summary.details_added = details.added
+            summary.errors.extend(details.errors)
+        if plan.notify:
+            delivery = deliver_pending(engine, plan.notify, plan.secret_env)
+            summary.notifications_sent = delivery.sent
+            summary.warnings.extend(delivery.failed)
     except AuthError:
         summary.fatal = True
         raise
@@ -170,6 +203,7 @@ def _sync_list(
     full: bool,
     summary: RunSummary,
     progress: Progress | None,
+    channels: Sequence[str],
 ) -> set[str]:
     """Page through the job list; returns the ids it recorded."""
     listed_before = store.last_completed_listing(engine, source_id)
@@ -180,7 +214,7 @@ def _sync_list(
     for page, observed_at in pages:
         records = _parse_items(page.jobs, summary)
         known = store.stored_jobs(engine, source_id, [r.job_id for r in records])
-        _save(engine, source_id, [Observation(r, observed_at) for r in records], summary)
+        _save(engine, source_id, [Observation(r, observed_at) for r in records], summary, channels)
         covered.update(r.job_id for r in records)
         if progress:
             progress(len(page.jobs))
@@ -237,6 +271,7 @@ def _fetch_each(
     job_ids: Iterable[str],
     summary: RunSummary,
     progress: Progress | None,
+    channels: Sequence[str],
 ) -> None:
     for job_id in job_ids:
         try:
@@ -249,7 +284,7 @@ def _fetch_each(
         if record.job_id != job_id:
             _report(summary, f"job {job_id}: the API answered with job {record.job_id}")
             continue
-        _save(engine, source_id, [Observation(record, observed_at)], summary)
+        _save(engine, source_id, [Observation(record, observed_at)], summary, channels)
         if progress:
             progress(1)
 
@@ -265,10 +300,14 @@ def _parse_items(items: Iterable[Any], summary: RunSummary) -> list[JobRecord]:
 
 
 def _save(
-    engine: Engine, source_id: int, observations: Sequence[Observation], summary: RunSummary
+    engine: Engine,
+    source_id: int,
+    observations: Sequence[Observation],
+    summary: RunSummary,
+    channels: Sequence[str] = (),
 ) -> None:
     try:
-        summary.result.add(store.save_observations(engine, source_id, observations))
+        summary.result.add(store.save_observations(engine, source_id, observations, channels))
     except IntegrityError as err:
         # Only two different objects of one job stamped with the same time can get here.
         ids = ", ".join(sorted({o.record.job_id for o in observations}))
@@ -360,23 +399,22 @@ def watch(
     engine: Engine,
     client: FineTuningClient,
     source_id: int,
-    job_ids: Sequence[str],
+    plan: SnapshotPlan,
     interval: float,
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[RunSummary]:
     """Snapshot every ``interval`` seconds until the watched jobs are all finished.
 
-    Watches ``job_ids``, or (when empty) whatever the store has as unfinished after a first
-    sync of the list. Yields each pass's summary.
+    Watches ``plan.job_ids``, or (when empty) whatever the store has as unfinished after a
+    first sync of the list. Yields each pass's summary.
     """
-    plan = SnapshotPlan(job_ids=job_ids)
+    job_ids = plan.job_ids
     first = True
     while True:
-        if not job_ids:
-            plan = SnapshotPlan(active_only=not first)
         started = time.monotonic()
-        yield snapshot(engine, client, source_id, plan, command="watch")
+        this_pass = plan if job_ids else replace(plan, active_only=not first)
+        yield snapshot(engine, client, source_id, this_pass, command="watch")
         first = False
         if not _any_unfinished(engine, source_id, job_ids):
             return

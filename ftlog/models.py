@@ -122,6 +122,10 @@ class Job(Base):
     last_seen_at: Mapped[datetime]
     payload_sha256: Mapped[str] = mapped_column(String(64))
     """Hash of the latest recorded job object: an unchanged job is recognised without reading it."""
+    events_synced_sha256: Mapped[str | None] = mapped_column(String(64))
+    """``payload_sha256`` when the job's events were last fetched: they are fetched again only
+    after the job changed (so once more after it finishes, then never)."""
+    checkpoints_synced_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class Hyperparameters(Base):
@@ -229,3 +233,80 @@ class CollectorRun(Base):
     transitions: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
     error_details: Mapped[list[Any] | None]
+
+
+class Event(Base):
+    """One event of a job's event log (``GET /fine_tuning/jobs/{id}/events``), stored once."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("job_pk", "event_id"),
+        Index("ix_events_job_pk_created_at", "job_pk", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    level: Mapped[str | None] = mapped_column(String(20))
+    message: Mapped[str | None] = mapped_column(Text)
+    type: Mapped[str | None] = mapped_column(String(50))
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    body: Mapped[str] = mapped_column(Text)
+    """The whole event object as canonical JSON."""
+    first_observed_at: Mapped[datetime]
+
+
+class Checkpoint(Base):
+    """One checkpoint of a job, with its metrics (the loss curve is made of these)."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (
+        UniqueConstraint("job_pk", "checkpoint_id"),
+        Index("ix_checkpoints_job_pk_step_number", "job_pk", "step_number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    checkpoint_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    step_number: Mapped[int | None] = mapped_column(BigInteger)
+    fine_tuned_model_checkpoint: Mapped[str | None] = mapped_column(String(500))
+    result_files: Mapped[list[Any] | None]
+    step: Mapped[int | None] = mapped_column(BigInteger)
+    train_loss: Mapped[float | None] = mapped_column(Float)
+    train_mean_token_accuracy: Mapped[float | None] = mapped_column(Float)
+    valid_loss: Mapped[float | None] = mapped_column(Float)
+    valid_mean_token_accuracy: Mapped[float | None] = mapped_column(Float)
+    full_valid_loss: Mapped[float | None] = mapped_column(Float)
+    full_valid_mean_token_accuracy: Mapped[float | None] = mapped_column(Float)
+    body: Mapped[str] = mapped_column(Text)
+    """The whole checkpoint object as canonical JSON (metrics ftlog has no column for too)."""
+    first_observed_at: Mapped[datetime]
+
+
+class Notification(Base):
+    """A status transition to be told to one channel (a command or a webhook).
+
+    One row per transition and channel makes a notification go out once, even when runs
+    overlap; a sender claims a row (``claimed_until``) before delivering it, and a failed
+    delivery stays pending for the next run. ``channel`` is a hash of the target, because
+    a webhook URL is a secret.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("status_change_id", "channel"),
+        Index("ix_notifications_channel_delivered_at", "channel", "delivered_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status_change_id: Mapped[int] = mapped_column(
+        ForeignKey("status_history.id", ondelete="CASCADE")
+    )
+    channel: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer)
+    claimed_until: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)

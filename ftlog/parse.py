@@ -247,3 +247,100 @@ def _timestamp(obj: dict[str, Any], key: str, *, required: bool = False) -> date
     if not _EARLIEST <= value <= _LATEST:
         raise _FieldError(f"'{key}' = {value} is not a plausible time in epoch seconds")
     return datetime.fromtimestamp(value, tz=UTC)
+
+
+# --- events and checkpoints ---------------------------------------------------------------
+
+CHECKPOINT_METRICS = (
+    "step",
+    "train_loss",
+    "train_mean_token_accuracy",
+    "valid_loss",
+    "valid_mean_token_accuracy",
+    "full_valid_loss",
+    "full_valid_mean_token_accuracy",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    event_id: str
+    created_at: datetime
+    level: str | None
+    message: str | None
+    type: str | None
+    data: dict[str, Any] | None
+    body: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    checkpoint_id: str
+    created_at: datetime
+    step_number: int | None
+    fine_tuned_model_checkpoint: str | None
+    result_files: list[Any] | None
+    metrics: dict[str, float | int | None]
+    """The known metrics (CHECKPOINT_METRICS); others stay in ``body``."""
+    body: str = field(repr=False)
+
+
+def parse_event(obj: Any, job_id: str) -> EventRecord:
+    """One event object; raises PayloadError naming the job when it cannot be recorded."""
+    item = _item(obj, job_id, "event")
+    try:
+        data = item.get("data")
+        return EventRecord(
+            event_id=item["id"],
+            created_at=_required_time(item),
+            level=_optional_str(item, "level"),
+            message=_optional_str(item, "message"),
+            type=_optional_str(item, "type"),
+            data=data if isinstance(data, dict) else None if data is None else {"value": data},
+            body=canonical_json(item),
+        )
+    except _FieldError as err:
+        raise PayloadError(job_id, f"event {item['id']}: {err}") from None
+
+
+def parse_checkpoint(obj: Any, job_id: str) -> CheckpointRecord:
+    """One checkpoint object; raises PayloadError naming the job when it cannot be recorded."""
+    item = _item(obj, job_id, "checkpoint")
+    try:
+        metrics = item.get("metrics") or {}
+        if not isinstance(metrics, dict):
+            raise _FieldError(f"'metrics' should be an object, got {_json_type(metrics)}")
+        return CheckpointRecord(
+            checkpoint_id=item["id"],
+            created_at=_required_time(item),
+            step_number=_optional_int(item, "step_number"),
+            fine_tuned_model_checkpoint=_optional_str(item, "fine_tuned_model_checkpoint"),
+            result_files=_optional_list(item, "result_files"),
+            metrics={name: _metric(metrics, name) for name in CHECKPOINT_METRICS},
+            body=canonical_json(item),
+        )
+    except _FieldError as err:
+        raise PayloadError(job_id, f"checkpoint {item['id']}: {err}") from None
+
+
+def _item(obj: Any, job_id: str, kind: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise PayloadError(job_id, f"expected a {kind} object, got {_json_type(obj)}")
+    if not isinstance(obj.get("id"), str) or not obj["id"]:
+        raise PayloadError(job_id, f"a {kind} has no 'id'")
+    return obj
+
+
+def _required_time(item: dict[str, Any]) -> datetime:
+    value = _timestamp(item, "created_at", required=True)
+    assert value is not None
+    return value
+
+
+def _metric(metrics: dict[str, Any], name: str) -> float | int | None:
+    value = metrics.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _FieldError(f"metric '{name}' should be a number, got {value!r}")
+    return int(value) if name == "step" else float(value)

@@ -10,6 +10,8 @@ BASE_URL = "FTLOG_BASE_URL"
 API_KEY = "FTLOG_API_KEY"
 NEBIUS_API_KEY = "NEBIUS_API_KEY"
 CONFIG = "FTLOG_CONFIG"
+PROFILE = "FTLOG_PROFILE"
+NOTIFY_WEBHOOK = "FTLOG_NOTIFY_WEBHOOK"
 
 DEFAULT_BASE_URL = "https://api.studio.nebius.com/v1"
 API_KEY_VARIABLES = (API_KEY, NEBIUS_API_KEY)
@@ -26,6 +28,13 @@ def default_database_path() -> Path:
     from platformdirs import user_data_path
 
     return user_data_path("ftlog", appauthor=False) / "ftlog.db"
+
+
+def default_config_path() -> Path:
+    """The config file read when neither --config nor FTLOG_CONFIG names one."""
+    from platformdirs import user_config_path
+
+    return user_config_path("ftlog", appauthor=False) / "config.toml"
 
 
 def api_key_from_env() -> str | None:

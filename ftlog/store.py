@@ -26,6 +26,7 @@ from ftlog.models import (
     CollectorRun,
     Hyperparameters,
     Job,
+    Notification,
     RawPayload,
     Snapshot,
     Source,
@@ -42,6 +43,7 @@ _snapshots: Table = Snapshot.__table__  # type: ignore[assignment]
 _history: Table = StatusChange.__table__  # type: ignore[assignment]
 _runs: Table = CollectorRun.__table__  # type: ignore[assignment]
 _sources: Table = Source.__table__  # type: ignore[assignment]
+_notifications: Table = Notification.__table__  # type: ignore[assignment]
 
 DEADLOCK_RETRIES = 3
 
@@ -108,7 +110,7 @@ def ensure_source(engine: Engine, name: str, base_url: str) -> int:
     """The id of the source called ``name``, created if new. Its base URL is kept current."""
     now = _now()
     with write_transaction(engine) as conn:
-        stmt = _insert(conn, _sources).values(name=name, base_url=base_url, created_at=now)
+        stmt = insert_for(conn, _sources).values(name=name, base_url=base_url, created_at=now)
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
         pk, stored_url = conn.execute(
             select(_sources.c.id, _sources.c.base_url).where(_sources.c.name == name)
@@ -223,7 +225,10 @@ def unfinished_job_ids(engine: Engine, source_id: int) -> list[str]:
 
 
 def save_observations(
-    engine: Engine, source_id: int, observations: Sequence[Observation]
+    engine: Engine,
+    source_id: int,
+    observations: Sequence[Observation],
+    notify_channels: Sequence[str] = (),
 ) -> SaveResult:
     """Record a batch of observations atomically; see the module docstring for locking.
 
@@ -231,6 +236,8 @@ def save_observations(
     once per distinct content; a snapshot row is added only when the observed state changed
     (else the current one's last-observed time moves); a status change adds a history row.
     Observations are applied in time order; one older than the job's latest is stale.
+    Each status change (not a first sighting) is queued for every channel in
+    ``notify_channels`` in the same transaction (see :mod:`ftlog.notify`).
     """
     if not observations:
         return SaveResult()
@@ -238,7 +245,7 @@ def save_observations(
     for attempt in range(1, DEADLOCK_RETRIES + 1):
         try:
             with write_transaction(engine) as conn:
-                return _save(conn, source_id, ordered)
+                return _save(conn, source_id, ordered, notify_channels)
         except DBAPIError as err:
             if attempt == DEADLOCK_RETRIES or not _is_retryable(err):
                 raise
@@ -251,7 +258,12 @@ def _is_retryable(err: DBAPIError) -> bool:
     return getattr(err.orig, "sqlstate", None) in {"40P01", "40001"}
 
 
-def _save(conn: Connection, source_id: int, observations: Sequence[Observation]) -> SaveResult:
+def _save(
+    conn: Connection,
+    source_id: int,
+    observations: Sequence[Observation],
+    notify_channels: Sequence[str],
+) -> SaveResult:
     result = SaveResult()
     job_ids = sorted({o.record.job_id for o in observations})
     _insert_new_jobs(conn, source_id, observations, job_ids)
@@ -259,7 +271,7 @@ def _save(conn: Connection, source_id: int, observations: Sequence[Observation])
     writes = _Writes()
     for obs in observations:
         _apply(obs, current, writes, result)
-    writes.flush(conn)
+    writes.flush(conn, notify_channels)
     result.seen = len(observations)
     return result
 
@@ -295,7 +307,7 @@ def _insert_new_jobs(
         }
         for job_id, obs in sorted(first.items())
     ]
-    stmt = _insert(conn, _jobs).on_conflict_do_nothing(index_elements=["source_id", "job_id"])
+    stmt = insert_for(conn, _jobs).on_conflict_do_nothing(index_elements=["source_id", "job_id"])
     conn.execute(stmt, rows)
 
 
@@ -461,7 +473,7 @@ class _Writes:
             row["first_observed_at"] = min(row["first_observed_at"], at)
             row["last_observed_at"] = max(row["last_observed_at"], at)
 
-    def flush(self, conn: Connection) -> None:
+    def flush(self, conn: Connection, notify_channels: Sequence[str]) -> None:
         by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in self.jobs.values():
             by_shape.setdefault(tuple(row), []).append(row)
@@ -487,10 +499,35 @@ class _Writes:
         if self.snapshots:
             conn.execute(_snapshots.insert(), self.snapshots)
         if self.transitions:
+            self._insert_transitions(conn, notify_channels)
+
+    def _insert_transitions(self, conn: Connection, notify_channels: Sequence[str]) -> None:
+        if not notify_channels:
             conn.execute(_history.insert(), self.transitions)
+            return
+        inserted = conn.execute(
+            _history.insert().returning(_history.c.id, _history.c.from_status),
+            self.transitions,
+        )
+        changes = [row.id for row in inserted if row.from_status is not None]
+        if changes:
+            now = _now()
+            conn.execute(
+                _notifications.insert(),
+                [
+                    {
+                        "status_change_id": change,
+                        "channel": channel,
+                        "created_at": now,
+                        "attempts": 0,
+                    }
+                    for change in changes
+                    for channel in notify_channels
+                ],
+            )
 
     def _upsert_hyperparameters(self, conn: Connection) -> None:
-        stmt = _insert(conn, _hyper)
+        stmt = insert_for(conn, _hyper)
         columns = [c.name for c in _hyper.columns if c.name != "job_pk"]
         stmt = stmt.on_conflict_do_update(
             index_elements=["job_pk"], set_={name: stmt.excluded[name] for name in columns}
@@ -498,7 +535,7 @@ class _Writes:
         conn.execute(stmt, list(self.hyperparameters.values()))
 
     def _upsert_payloads(self, conn: Connection) -> None:
-        stmt = _insert(conn, _payloads)
+        stmt = insert_for(conn, _payloads)
         new, old = stmt.excluded, _payloads.c
         stmt = stmt.on_conflict_do_update(
             index_elements=["job_pk", "sha256"],
@@ -516,7 +553,7 @@ class _Writes:
         conn.execute(stmt, list(self.payloads.values()))
 
 
-def _insert(conn: Connection, table: Table) -> Any:
+def insert_for(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT, which has on_conflict_do_nothing / on_conflict_do_update."""
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt: Insert = dialect_insert(table)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,14 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from ftlog.db import create_store_engine, ensure_schema
+from ftlog.simulator import JobSpec, ManualClock, SimulatedAPI
+from ftlog.simulator.server import serve_in_thread
+from tests.helpers import T0, TOKEN, Sim
 
 POSTGRES_ENV = "FTLOG_TEST_POSTGRES_URL"
 _FTLOG_ENV = (
+    "FTLOG_PROFILE",
+    "FTLOG_NOTIFY_WEBHOOK",
     "FTLOG_DATABASE_URL",
     "FTLOG_BASE_URL",
     "FTLOG_API_KEY",
@@ -95,3 +101,19 @@ def engine(empty_engine: Engine) -> Engine:
     """A store at the head revision."""
     ensure_schema(empty_engine)
     return empty_engine
+
+
+SimFactory = Callable[..., Sim]
+
+
+@pytest.fixture
+def sim_factory() -> Iterator[SimFactory]:
+    """Starts simulated APIs (a ManualClock at ``now``) on loopback ports for the test."""
+    with ExitStack() as stack:
+
+        def start(jobs: list[JobSpec], *, faults: str = "", now: float = T0) -> Sim:
+            clock = ManualClock(now)
+            api = SimulatedAPI(jobs, clock=clock, faults=faults, token=TOKEN)
+            return Sim(api, clock, stack.enter_context(serve_in_thread(api)))
+
+        yield start

@@ -8,8 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,59 +17,11 @@ from sqlalchemy import Engine, func, select, text
 
 from ftlog import store
 from ftlog.cli import main
-from ftlog.client import FineTuningClient, RetryPolicy
+from ftlog.client import RetryPolicy
 from ftlog.collector import SnapshotPlan, ingest, snapshot
 from ftlog.models import Hyperparameters, Job, RawPayload, Snapshot, StatusChange
-from ftlog.simulator import JobSpec, ManualClock, SimulatedAPI, make_jobs
-from ftlog.simulator.server import serve_in_thread
-
-TOKEN = "sk-test-7f3a9c0e-secret"
-T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
-
-
-@dataclass
-class Sim:
-    api: SimulatedAPI
-    clock: ManualClock
-    base_url: str
-
-    def client(self, **kwargs: Any) -> FineTuningClient:
-        kwargs.setdefault("retry", RetryPolicy(base_delay=0.01, max_delay=0.05))
-        return FineTuningClient(self.base_url, TOKEN, **kwargs)
-
-    def requests(self) -> int:
-        return int(self.api.stats_snapshot()["requests"])
-
-
-@pytest.fixture
-def sim_factory() -> Iterator[Any]:
-    servers = []
-
-    def start(jobs: list[JobSpec], *, faults: str = "", now: float = T0) -> Sim:
-        clock = ManualClock(now)
-        api = SimulatedAPI(jobs, clock=clock, faults=faults, token=TOKEN)
-        server = serve_in_thread(api)
-        servers.append(server)
-        return Sim(api, clock, server.__enter__())
-
-    yield start
-    for server in servers:
-        server.__exit__(None, None, None)
-
-
-def one_job(**kwargs: Any) -> JobSpec:
-    return JobSpec(id=kwargs.pop("id", "ftjob-life"), created_at=T0, **kwargs)
-
-
-def run(engine: Engine, sim: Sim, plan: SnapshotPlan | None = None, **client_kwargs: Any) -> Any:
-    with sim.client(**client_kwargs) as client:
-        source_id = store.ensure_source(engine, "sim", sim.base_url)
-        return snapshot(engine, client, source_id, plan or SnapshotPlan())
-
-
-def count(engine: Engine, model: Any) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(model)).scalar_one())
+from ftlog.simulator import JobSpec, make_jobs
+from tests.helpers import T0, TOKEN, count, one_job, run
 
 
 def transitions(engine: Engine) -> list[tuple[str | None, str]]:
@@ -126,7 +76,7 @@ def test_identical_polls_add_no_rows(engine: Engine, sim_factory) -> None:
     with sim.client() as client:
         source_id = store.ensure_source(engine, "sim", sim.base_url)
         for _ in range(polls):
-            snapshot(engine, client, source_id, SnapshotPlan(job_ids=["ftjob-life"]))
+            snapshot(engine, client, source_id, SnapshotPlan(job_ids=["ftjob-life"], details=()))
     assert count(engine, Snapshot) == 1
     assert count(engine, RawPayload) == 1
     assert count(engine, StatusChange) == 1
@@ -141,18 +91,19 @@ def test_identical_polls_add_no_rows(engine: Engine, sim_factory) -> None:
 def test_incremental_sync_costs_one_request_when_up_to_date(engine: Engine, sim_factory) -> None:
     jobs = make_jobs(250, seed=3, start=T0, spacing=60)
     sim = sim_factory(jobs, now=T0 + 10_000_000)  # every job finished
-    first = run(engine, sim)
+    jobs_only = SnapshotPlan(details=())
+    first = run(engine, sim, jobs_only)
     assert first.result.seen == 250 and first.exit_code == 0
     assert count(engine, Job) == 250
     before = sim.requests()
-    second = run(engine, sim)
+    second = run(engine, sim, jobs_only)
     assert sim.requests() - before == 1
     assert second.result.changed == 0 and second.result.snapshots_added == 0
     # A changed job among the newest is picked up by the same single request.
     newest = sim.api.job_ids[0]
     sim.api.touch([newest])
     before = sim.requests()
-    third = run(engine, sim)
+    third = run(engine, sim, jobs_only)
     assert sim.requests() - before == 1
     assert third.result.changed == 1
 
@@ -161,10 +112,10 @@ def test_unfinished_jobs_beyond_the_first_page_are_refetched(engine: Engine, sim
     old_running = JobSpec(id="ftjob-old", created_at=T0, tokens_per_second=0.01)  # for ages
     newer = make_jobs(150, seed=4, start=T0 + 1000, spacing=10)
     sim = sim_factory([old_running, *newer], now=T0 + 1_000_000)
-    run(engine, sim)
+    run(engine, sim, SnapshotPlan(details=()))
     before = sim.requests()
     sim.clock.advance(1000)
-    result = run(engine, sim)
+    result = run(engine, sim, SnapshotPlan(details=()))
     assert sim.requests() - before == 2  # the first list page, then the running job
     assert result.result.snapshots_added == 1  # the old job made progress
 
@@ -174,11 +125,11 @@ def test_interrupted_first_listing_is_completed_by_the_next_run(
 ) -> None:
     sim = sim_factory(make_jobs(250, seed=5, start=T0, spacing=60), faults="503:every=3")
     sim.clock.set(T0 + 10_000_000)
-    broken = run(engine, sim, retry=RetryPolicy(max_attempts=1))
+    broken = run(engine, sim, SnapshotPlan(details=()), retry=RetryPolicy(max_attempts=1))
     assert broken.exit_code == 1 and broken.fatal
     assert 0 < count(engine, Job) < 250
     sim.api.faults = ()
-    assert run(engine, sim).exit_code == 0
+    assert run(engine, sim, SnapshotPlan(details=())).exit_code == 0
     assert count(engine, Job) == 250
 
 
@@ -368,7 +319,16 @@ def test_two_collectors_at_once_record_each_change_once(
 ) -> None:
     jobs = make_jobs(300, seed=9, start=T0, spacing=30)
     sim = sim_factory(jobs, faults="slow:0.3:0.01", now=T0 + 5_000)  # many still running
-    base = ["--base-url", sim.base_url, "--db", db_url, "--source", "sim"]
+    base = [
+        "--base-url",
+        sim.base_url,
+        "--db",
+        db_url,
+        "--source",
+        "sim",
+        "--no-events",
+        "--no-checkpoints",
+    ]
     for _ in range(3):
         sim.clock.advance(600)
         procs = [ftlog("snapshot", "--full", *base) for _ in range(2)]
@@ -425,7 +385,16 @@ def test_collector_killed_mid_run_leaves_a_consistent_store(
 ) -> None:
     jobs = make_jobs(400, seed=10, start=T0, spacing=30)
     sim = sim_factory(jobs, faults="slow:0.5:0.05", now=T0 + 10_000_000)
-    base = ["--base-url", sim.base_url, "--db", db_url, "--source", "sim"]
+    base = [
+        "--base-url",
+        sim.base_url,
+        "--db",
+        db_url,
+        "--source",
+        "sim",
+        "--no-events",
+        "--no-checkpoints",
+    ]
     proc = ftlog("snapshot", "--full", *base)
     deadline = time.monotonic() + 60
     while count(engine, Job) < 100 and time.monotonic() < deadline:

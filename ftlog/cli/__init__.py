@@ -62,13 +62,20 @@ def main() -> None:
 
 
 def _register() -> None:
-    from ftlog.cli import collect, db, simulate
+    from ftlog.cli import collect, config, db, plot, report, simulate
 
     main.add_command(collect.snapshot)
     main.add_command(collect.ingest)
     main.add_command(collect.watch)
+    main.add_command(config.config)
     main.add_command(db.db)
     main.add_command(simulate.simulate)
+    main.add_command(report.jobs)
+    main.add_command(report.show)
+    main.add_command(report.throughput)
+    main.add_command(report.compare)
+    main.add_command(report.export)
+    main.add_command(plot.plot)
 
 
 _register()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from ftlog.cli.config import current_profile, profile_options
 from ftlog.cli.options import db_option, is_quiet, verbosity_options
 
 if TYPE_CHECKING:
@@ -43,6 +44,53 @@ def api_options(func: F) -> F:
     )(func)
 
 
+def recording_options(func: F) -> F:
+    """What else a snapshot records and who it tells: --no-events, --notify-command, ..."""
+    func = click.option(
+        "--notify-webhook",
+        envvar="FTLOG_NOTIFY_WEBHOOK",
+        show_envvar=True,
+        metavar="URL",
+        help="POST each status transition as JSON (Slack-compatible 'text') to URL. A webhook "
+        "URL is a secret: prefer the variable.",
+    )(func)
+    func = click.option(
+        "--notify-command",
+        metavar="CMD",
+        help="Run CMD (a shell command line) once per status transition, with FTLOG_JOB_ID, "
+        "FTLOG_OLD_STATUS, FTLOG_NEW_STATUS, FTLOG_MODEL, FTLOG_ERROR_MESSAGE in its "
+        "environment.",
+    )(func)
+    func = click.option(
+        "--no-checkpoints", is_flag=True, help="Do not fetch checkpoints (and their metrics)."
+    )(func)
+    return click.option("--no-events", is_flag=True, help="Do not fetch job events.")(func)
+
+
+def _plan_extras(
+    no_events: bool, no_checkpoints: bool, notify_command: str | None, notify_webhook: str | None
+) -> dict[str, Any]:
+    from ftlog.notify import Target
+
+    details = [
+        kind for kind, off in (("events", no_events), ("checkpoints", no_checkpoints)) if not off
+    ]
+    profile = current_profile()
+    secret_env = (
+        [name for name in (profile.api_key_env, profile.notify_webhook_env) if name]
+        if profile
+        else []
+    )
+    notify = []
+    if notify_command:
+        notify.append(Target("command", notify_command))
+    if notify_webhook:
+        if not notify_webhook.startswith(("http://", "https://")):
+            raise click.BadParameter("must be an http(s) URL", param_hint="--notify-webhook")
+        notify.append(Target("webhook", notify_webhook))
+    return {"details": details, "notify": notify, "secret_env": secret_env}
+
+
 source_option = click.option(
     "--source",
     metavar="NAME",
@@ -57,9 +105,12 @@ json_option = click.option(
 def _client(
     base_url: str | None, api_key: str | None, project_id: str | None
 ) -> Iterator[FineTuningClient]:
+    """A client for the API, its token from --api-key, the profile, or the environment."""
     from ftlog.client import FineTuningClient, resolve_api_key
 
-    with FineTuningClient(base_url, resolve_api_key(api_key), project_id) as client:
+    profile = current_profile()
+    token = profile.resolve_api_key(api_key) if profile else resolve_api_key(api_key)
+    with FineTuningClient(base_url, token, project_id) as client:
         yield client
 
 
@@ -97,15 +148,21 @@ def _progress(total_hint: int | None = None) -> Iterator[Callable[[int], None] |
 @click.argument("job_ids", nargs=-1, metavar="[JOB_ID]...")
 @click.option("--active", is_flag=True, help="Re-fetch only the jobs recorded as unfinished.")
 @click.option("--full", is_flag=True, help="Page through every job, not just the new ones.")
+@recording_options
 @api_options
 @source_option
 @db_option
 @json_option
+@profile_options
 @verbosity_options
 def snapshot(
     job_ids: tuple[str, ...],
     active: bool,
     full: bool,
+    no_events: bool,
+    no_checkpoints: bool,
+    notify_command: str | None,
+    notify_webhook: str | None,
     base_url: str | None,
     api_key: str | None,
     project_id: str | None,
@@ -130,7 +187,8 @@ def snapshot(
     from ftlog.collector import snapshot as run_snapshot
     from ftlog.db import open_store
 
-    plan = SnapshotPlan(job_ids=job_ids, active_only=active, full=full)
+    extras = _plan_extras(no_events, no_checkpoints, notify_command, notify_webhook)
+    plan = SnapshotPlan(job_ids=job_ids, active_only=active, full=full, **extras)
     with _client(base_url, api_key, project_id) as client, open_store(db_url) as engine:
         source_id = _source_id(engine, source, client.base_url)
         with _progress() as progress:
@@ -157,6 +215,7 @@ def snapshot(
 @source_option
 @db_option
 @json_option
+@profile_options
 @verbosity_options
 def ingest(
     files: tuple[Any, ...],
@@ -194,13 +253,19 @@ def ingest(
     show_default=True,
     help="Seconds between snapshots.",
 )
+@recording_options
 @api_options
 @source_option
 @db_option
+@profile_options
 @verbosity_options
 def watch(
     job_ids: tuple[str, ...],
     interval: float,
+    no_events: bool,
+    no_checkpoints: bool,
+    notify_command: str | None,
+    notify_webhook: str | None,
     base_url: str | None,
     api_key: str | None,
     project_id: str | None,
@@ -212,14 +277,17 @@ def watch(
     With JOB_IDs it watches those; without, every job recorded as unfinished (a first
     pass syncs the list).
     """
+    from ftlog.collector import SnapshotPlan
     from ftlog.collector import watch as run_watch
     from ftlog.db import open_store
 
+    extras = _plan_extras(no_events, no_checkpoints, notify_command, notify_webhook)
+    plan = SnapshotPlan(job_ids=job_ids, **extras)
     quiet = is_quiet(click.get_current_context())
     with _client(base_url, api_key, project_id) as client, open_store(db_url) as engine:
         source_id = _source_id(engine, source, client.base_url)
         try:
-            for summary in run_watch(engine, client, source_id, job_ids, interval):
+            for summary in run_watch(engine, client, source_id, plan, interval):
                 if not quiet:
                     click.echo(summary.line(), err=True)
         except KeyboardInterrupt:
