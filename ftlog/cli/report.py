@@ -1,0 +1,417 @@
+"""``ftlog jobs``, ``show``, ``throughput``, ``compare`` and ``export``: reading the history.
+
+Every command reads through :mod:`ftlog.analysis` and writes through :mod:`ftlog.export`.
+Unknown job ids are bad input: a one-line error and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from ftlog.cli.options import db_option
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy import Engine
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXPORTS = (
+    "jobs", "hyperparameters", "snapshots", "status-history", "throughput",
+    "throughput-summary", "comparison",
+)  # fmt: skip
+JOB_TABLE_COLUMNS = (
+    "job_id", "source", "model", "status", "created_at", "finished_at", "trained_tokens",
+    "suffix", "error_code",
+)  # fmt: skip
+"""What ``ftlog jobs`` shows as a table; csv and json carry every column."""
+SUMMARY_TABLE_COLUMNS = (
+    "job_id", "source", "status", "trained_tokens", "queued_s", "running_s",
+    "mean_tokens_per_s", "median_tokens_per_s", "peak_tokens_per_s", "intervals", "started_at",
+)  # fmt: skip
+"""What ``ftlog throughput`` shows as a table; csv and json carry every column."""
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """An ISO date or time (UTC unless it has an offset), or a span back from now: 30m 12h 7d 2w."""
+    if value is None:
+        return None
+    relative = _RELATIVE.match(value)
+    if relative:
+        return datetime.now(UTC) - timedelta(**{_UNITS[relative[2]]: float(relative[1])})
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO date/time (2026-01-31, 2026-01-31T12:00Z) or a span (7d)"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def filter_options(func: F) -> F:
+    """--status, --model, --source, --since, --until: which jobs to read."""
+    func = click.option(
+        "--until",
+        metavar="TIME",
+        callback=parse_time,
+        help="Only jobs created before this time (ISO or 7d ago).",
+    )(func)
+    func = click.option(
+        "--since",
+        metavar="TIME",
+        callback=parse_time,
+        help="Only jobs created at or after this time: ISO (2026-01-31, 2026-01-31T12:00Z; UTC "
+        "unless it has an offset) or a span back from now (30m, 12h, 7d, 2w).",
+    )(func)
+    func = click.option("--source", metavar="NAME", help="Only jobs from this source.")(func)
+    func = click.option("--model", metavar="MODEL", help="Only jobs fine-tuning this base model.")(
+        func
+    )
+    return click.option(
+        "--status",
+        "statuses",
+        multiple=True,
+        metavar="STATUS",
+        help="Only jobs whose latest status is this (repeat for several: --status failed "
+        "--status cancelled).",
+    )(func)
+
+
+def format_option(*choices: str) -> Callable[[F], F]:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default=choices[0],
+        show_default=True,
+        help="Output format: an aligned table for reading, csv or json for programs.",
+    )
+
+
+@contextmanager
+def _store(db_url: str | None) -> Iterator[Engine]:
+    from ftlog.db import open_store
+
+    with open_store(db_url) as engine:
+        yield engine
+
+
+def _filters(
+    statuses: Sequence[str],
+    model: str | None,
+    source: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    job_ids: Sequence[str] = (),
+) -> dict[str, Any]:
+    return {
+        "job_ids": list(job_ids) or None,
+        "status": list(statuses) or None,
+        "model": model,
+        "source": source,
+        "since": since,
+        "until": until,
+    }
+
+
+def _emit(frame: pd.DataFrame, fmt: str, table_columns: Sequence[str] = ()) -> None:
+    """Print ``frame``; a table keeps ``table_columns`` (if given) and drops a ``source``
+    column that has one value only."""
+    from ftlog import export
+
+    if fmt == "csv":
+        click.echo(export.to_csv(frame), nl=False)
+    elif fmt == "json":
+        click.echo(export.to_json_records(frame))
+    elif frame.empty:
+        click.echo("(no jobs)")
+    else:
+        columns = [c for c in table_columns if c in frame.columns] or list(frame.columns)
+        if "source" in columns and frame["source"].nunique() <= 1:
+            columns.remove("source")
+        click.echo(export.format_table(frame[columns]))
+
+
+def _known_jobs(engine: Engine, job_ids: Sequence[str], source: str | None) -> pd.DataFrame:
+    """The jobs named, from ``load_jobs``; UsageProblem naming those the store lacks."""
+    from ftlog import analysis
+    from ftlog.errors import UsageProblem
+
+    jobs = analysis.load_jobs(engine, job_ids=list(job_ids), source=source)
+    missing = [job_id for job_id in dict.fromkeys(job_ids) if job_id not in set(jobs["job_id"])]
+    if missing:
+        where = f" in source {source}" if source else ""
+        plural = "s" * (len(missing) > 1)
+        raise UsageProblem(f"unknown job id{plural}{where}: {', '.join(missing)}")
+    return jobs
+
+
+@click.command()
+@filter_options
+@format_option("table", "csv", "json")
+@db_option
+def jobs(
+    statuses: tuple[str, ...],
+    model: str | None,
+    source: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    fmt: str,
+    db_url: str | None,
+) -> None:
+    """List the recorded jobs with their latest status.
+
+    The table shows the main fields; --format csv or json prints every column.
+    """
+    from ftlog import analysis
+
+    with _store(db_url) as engine:
+        frame = analysis.load_jobs(engine, **_filters(statuses, model, source, since, until))
+    _emit(frame, fmt, JOB_TABLE_COLUMNS)
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--source", metavar="NAME", help="The job's source, when several hold JOB_ID.")
+@format_option("table", "json")
+@db_option
+def show(job_id: str, source: str | None, fmt: str, db_url: str | None) -> None:
+    """Everything recorded about one job: fields, hyperparameters, status timeline, throughput.
+
+    An unknown JOB_ID, or one recorded under several sources without --source, is an error
+    (exit code 2).
+    """
+    from ftlog import export
+
+    with _store(db_url) as engine:
+        report = _job_report(engine, job_id, source)
+    if fmt == "json":
+        click.echo(_json(_json_ready(report)))
+        return
+    job = report["job"]
+    click.echo(f"Job {job_id}\n")
+    click.echo(export.format_fields(_present(job)))
+    click.echo("\nHyperparameters\n")
+    click.echo(export.format_fields(_present(report["hyperparameters"])))
+    click.echo("\nStatus timeline\n")
+    click.echo(export.format_table(report["status_history"]))
+    click.echo("\nThroughput\n")
+    click.echo(export.format_fields(_present(report["throughput"])))
+
+
+def _job_report(engine: Engine, job_id: str, source: str | None) -> dict[str, Any]:
+    """The sections of ``ftlog show``, read through ftlog.analysis."""
+    from ftlog import analysis
+    from ftlog.errors import UsageProblem
+
+    job = _known_jobs(engine, [job_id], source)
+    if len(job) > 1:
+        sources = ", ".join(sorted(map(str, job["source"])))
+        raise UsageProblem(
+            f"job {job_id} is recorded under several sources ({sources}); use --source"
+        )
+    filters: dict[str, Any] = {"job_ids": [job_id], "source": job["source"].iloc[0]}
+    hyper = analysis.load_hyperparameters(engine, **filters)
+    history = analysis.load_status_history(engine, **filters).sort_values(
+        "observed_at", kind="stable"
+    )
+    summary = analysis.throughput_summary(engine, **filters)
+    named = ["source", "job_id"]
+    return {
+        "job": _first_row(job),
+        "hyperparameters": _first_row(hyper.drop(columns=named, errors="ignore")),
+        "status_history": history.drop(columns=named, errors="ignore"),
+        "throughput": _first_row(summary.drop(columns=[*named, *job.columns], errors="ignore")),
+    }
+
+
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields that hold something (the table leaves out nulls and an empty ``extra``)."""
+    import pandas as pd
+
+    return {
+        k: v
+        for k, v in fields.items()
+        if not (isinstance(v, str) and v == "{}") and (isinstance(v, list | dict) or pd.notna(v))
+    }
+
+
+def _json_ready(report: dict[str, Any]) -> dict[str, Any]:
+    from ftlog import export
+
+    return {
+        name: json.loads(export.to_json_records(section))
+        if not isinstance(section, dict)
+        else {k: export.json_value(v) for k, v in section.items()}
+        for name, section in report.items()
+    }
+
+
+def _first_row(frame: pd.DataFrame) -> dict[str, Any]:
+    return {} if frame.empty else {str(k): v for k, v in frame.iloc[0].items()}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+@click.command()
+@click.argument("job_ids", nargs=-1, metavar="[JOB_ID]...")
+@click.option(
+    "--intervals",
+    is_flag=True,
+    help="One row per interval between two snapshots instead of one summary row per job.",
+)
+@filter_options
+@format_option("table", "csv", "json")
+@db_option
+def throughput(
+    job_ids: tuple[str, ...],
+    intervals: bool,
+    statuses: tuple[str, ...],
+    model: str | None,
+    source: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    fmt: str,
+    db_url: str | None,
+) -> None:
+    """Training speed per job: tokens and steps per second, time queued and running.
+
+    With no JOB_ID, every job matching the filters.
+    """
+    from ftlog import analysis
+
+    read = analysis.throughput if intervals else analysis.throughput_summary
+    with _store(db_url) as engine:
+        if job_ids:
+            _known_jobs(engine, job_ids, source)
+        frame = read(engine, **_filters(statuses, model, source, since, until, job_ids))
+    _emit(frame, fmt, () if intervals else SUMMARY_TABLE_COLUMNS)
+
+
+@click.command()
+@click.argument("job_ids", nargs=-1, required=True, metavar="JOB_ID...")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Show every hyperparameter, not only those that differ between the jobs.",
+)
+@click.option("--source", metavar="NAME", help="The jobs' source, when several hold a JOB_ID.")
+@format_option("table", "csv", "json")
+@db_option
+def compare(
+    job_ids: tuple[str, ...], show_all: bool, source: str | None, fmt: str, db_url: str | None
+) -> None:
+    """Hyperparameters and outcomes of jobs side by side, one column per job.
+
+    By default only the hyperparameters that differ; --all shows every one. The outcome
+    rows (status, tokens, time queued and running, speed) are always shown.
+    """
+    from ftlog import analysis
+
+    with _store(db_url) as engine:
+        frame = analysis.compare_hyperparameters(
+            job_ids, engine, only_different=not show_all, source=source
+        )
+    _emit(frame, fmt)
+
+
+@click.command()
+@click.argument("name", type=click.Choice(EXPORTS), metavar="NAME")
+@click.argument("job_ids", nargs=-1, metavar="[JOB_ID]...")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    metavar="FILE",
+    help="Where to write; - for stdout. A .jsonl or .ndjson name implies --format jsonl.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl"]),
+    help="csv (default) or JSON lines.",
+)
+@click.option(
+    "--no-escape",
+    is_flag=True,
+    help="Write CSV text verbatim. By default a text cell starting with = + - @, a tab or a "
+    "carriage return gets a ' prefixed so spreadsheets do not run it as a formula.",
+)
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="For comparison: every hyperparameter, not only those that differ.",
+)
+@filter_options
+@db_option
+def export(
+    name: str,
+    job_ids: tuple[str, ...],
+    output: str,
+    fmt: str | None,
+    no_escape: bool,
+    show_all: bool,
+    statuses: tuple[str, ...],
+    model: str | None,
+    source: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    db_url: str | None,
+) -> None:
+    """Write a table of the history to FILE, as CSV or JSON lines.
+
+    \b
+    NAME is one of:
+      jobs                one row per job, its latest fields
+      hyperparameters     one row per job, one column per hyperparameter
+      snapshots           one row per distinct observed state of a job
+      status-history      one row per status change
+      throughput          one row per interval between two snapshots
+      throughput-summary  one row per job: speed, time queued and running
+      comparison          hyperparameters and outcomes, one column per JOB_ID
+
+    JOB_IDs and the filters narrow any export. Times are ISO 8601 UTC
+    (2026-01-31T12:00:00Z); nulls are empty cells (CSV) or null (JSON lines).
+    """
+    from ftlog import analysis
+    from ftlog import export as writer
+
+    file_format = writer.infer_format(output, fmt)
+    filters = _filters(statuses, model, source, since, until, job_ids)
+    if name == "comparison" and not job_ids:
+        raise click.UsageError("export comparison needs the JOB_IDs to compare")
+    if name == "comparison" and (statuses or model or since or until):
+        raise click.UsageError("export comparison takes JOB_IDs (and --source), not filters")
+    if show_all and name != "comparison":
+        raise click.UsageError("--all applies to export comparison only")
+    with _store(db_url) as engine:
+        if name == "comparison":
+            frame = analysis.compare_hyperparameters(
+                job_ids, engine, only_different=not show_all, source=source
+            )
+        else:
+            if job_ids:
+                _known_jobs(engine, job_ids, source)
+            read = {
+                "jobs": analysis.load_jobs,
+                "hyperparameters": analysis.load_hyperparameters,
+                "snapshots": analysis.load_snapshots,
+                "status-history": analysis.load_status_history,
+                "throughput": analysis.throughput,
+                "throughput-summary": analysis.throughput_summary,
+            }[name]
+            frame = read(engine, **filters)
+    writer.write_frame(frame, output, file_format, escape=not no_escape)

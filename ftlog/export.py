@@ -1,0 +1,335 @@
+"""Writing DataFrames out: CSV, JSON lines, JSON records and terminal tables.
+
+Conventions, the same in every format:
+
+* **Times** are ISO 8601 in UTC with a ``Z`` suffix: ``2026-01-01T12:00:00Z``. A column whose
+  values carry fractions of a second is written with microseconds
+  (``2026-01-01T12:00:00.250000Z``), the whole column alike. Naive times are taken as UTC.
+  Durations (timedeltas) are written as seconds.
+* **Nulls** are empty cells in CSV and ``null`` in JSON.
+* **CSV** is UTF-8 and RFC 4180: comma-separated, CRLF line ends, a header row always.
+* **Objects and arrays** inside a cell (raw JSON columns) are written as compact JSON text in
+  CSV and as nested JSON in JSON lines.
+
+CSV injection: a spreadsheet treats a cell starting with ``=``, ``+``, ``-``, ``@``, a tab or
+a carriage return as a formula. Following the OWASP recommendation
+(https://owasp.org/www-community/attacks/CSV_Injection), such **text** cells, header names
+included, get a single quote ``'`` prefixed, which spreadsheets show but do not evaluate.
+Numbers are never touched (a negative number stays a number). ``escape=False`` writes the
+text verbatim, for programs rather than spreadsheets. JSON lines are never escaped.
+
+The work is vectorized: pandas' own column operations and ``.str`` methods, no per-cell loops
+(except converting the cells of object/array columns to JSON text, which are few and small;
+JSON lines are encoded one row at a time by the standard library, for exact floats).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ftlog.errors import UsageProblem
+
+FileFormat = Literal["csv", "jsonl"]
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""Leading characters that make a spreadsheet evaluate a cell (OWASP)."""
+_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
+_MICROSECONDS = "%Y-%m-%dT%H:%M:%S.%fZ"
+_THOUSANDS = r"\B(?=(\d{3})+(?!\d))"
+_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
+"""Control characters (line breaks, terminal escapes) are blanked in terminal tables."""
+_TEXTUAL = frozenset({"string", "mixed", "mixed-integer"})
+
+
+def infer_format(path: str | Path, fmt: str | None) -> FileFormat:
+    """``fmt`` if given, else jsonl for a ``.jsonl``/``.ndjson`` path, else csv."""
+    if fmt is not None:
+        if fmt not in ("csv", "jsonl"):
+            raise UsageProblem(f"unknown export format {fmt!r}; use csv or jsonl")
+        return "jsonl" if fmt == "jsonl" else "csv"
+    return "jsonl" if str(path).lower().endswith((".jsonl", ".ndjson")) else "csv"
+
+
+def write_frame(
+    frame: pd.DataFrame, path: str | Path, fmt: FileFormat = "csv", *, escape: bool = True
+) -> None:
+    """Write ``frame`` as CSV or JSON lines to ``path`` (``-`` for stdout).
+
+    A named index (as in a comparison) becomes the first column. ``escape`` neutralizes
+    formula-like text cells in CSV (see the module docstring).
+    """
+    text = to_csv(frame, escape=escape) if fmt == "csv" else to_jsonl(frame)
+    if str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        with Path(path).open("w", encoding="utf-8", newline="") as out:
+            out.write(text)
+    except OSError as err:
+        raise UsageProblem(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def to_csv(frame: pd.DataFrame, *, escape: bool = True) -> str:
+    """The frame as CSV text: RFC 4180 (CRLF line ends, so a cell holding a lone carriage
+    return is quoted too), a header row even when there are no rows."""
+    out = _plain(frame, nested_as_text=True)
+    if escape:
+        out = out.apply(_neutralize)
+        out.columns = pd.Index(_neutralize(pd.Series(out.columns, dtype=object)).tolist())
+    return out.to_csv(index=False, na_rep="", lineterminator="\r\n")
+
+
+def to_jsonl(frame: pd.DataFrame) -> str:
+    """The frame as JSON lines: one object per row, ``null`` for nulls."""
+    return "".join(_dumps(record) + "\n" for record in _records(frame))
+
+
+def to_json_records(frame: pd.DataFrame) -> str:
+    """The frame as an indented JSON array of objects (for ``--format json``)."""
+    return json.dumps(_records(frame), indent=2, ensure_ascii=False, default=str)
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts of plain Python values (floats keep their shortest exact form)."""
+    plain = _plain(frame)
+    nullable = plain.astype(object).where(plain.notna(), None)
+    return nullable.to_dict(orient="records")  # type: ignore[return-value]
+
+
+def _dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def json_value(value: Any) -> Any:
+    """One value as JSON would hold it: ISO time, None for nulls, Python numbers."""
+    if value is None or (not isinstance(value, (list, dict, str)) and bool(pd.isna(value))):
+        return None
+    if isinstance(value, pd.Timestamp):
+        stamp = value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
+        return stamp.strftime(_MICROSECONDS if stamp.microsecond else _SECONDS)
+    if isinstance(value, pd.Timedelta):
+        return value.total_seconds()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# --- terminal tables -------------------------------------------------------------------------
+
+
+def format_table(frame: pd.DataFrame, *, max_width: int = 40) -> str:
+    """A plain-text table: aligned columns, numbers right-aligned.
+
+    Integers (and floats that are all whole, such as token counts) get thousands
+    separators; rates (``*_per_s``) and other numbers one decimal (``1,234.5``) or, when
+    all are below 1, three significant digits (a learning rate stays ``1e-05``); durations
+    in seconds (``*_s``, ``seconds``) show as ``h:mm:ss``; times are shortened to the
+    minute (UTC); flags show as yes/no; text longer than ``max_width`` is cut with ``…``
+    and control characters are blanked; nulls show as ``-``.
+    """
+    frame = _index_as_column(frame)
+    if frame.columns.empty:
+        return "(nothing to show)"
+    cells: dict[str, pd.Series] = {}
+    right: dict[str, bool] = {}
+    for name in frame.columns:
+        cells[str(name)], right[str(name)] = _format_column(frame[name], max_width, str(name))
+    headers = list(cells)
+    widths = {h: max(len(h), int(cells[h].str.len().max() or 0)) for h in headers}
+    lines = [
+        "  ".join(h.rjust(widths[h]) if right[h] else h.ljust(widths[h]) for h in headers),
+        "  ".join("-" * widths[h] for h in headers),
+    ]
+    padded = [
+        cells[h].str.rjust(widths[h]) if right[h] else cells[h].str.ljust(widths[h])
+        for h in headers
+    ]
+    if len(frame):
+        joined = padded[0]
+        for column in padded[1:]:
+            joined = joined + "  " + column
+        lines.extend(joined.str.rstrip().tolist())
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def format_fields(fields: dict[str, Any], *, max_width: int = 80) -> str:
+    """``name: value`` lines, names aligned, values formatted as in :func:`format_table`."""
+    if not fields:
+        return "(nothing to show)"
+    width = max(len(name) for name in fields)
+    lines = []
+    for name, value in fields.items():
+        cell = pd.Series([value], dtype=object if isinstance(value, (list, dict)) else None)
+        text, _ = _format_column(cell.infer_objects(), max_width, name)
+        lines.append(f"{name.ljust(width)}  {text.iloc[0]}")
+    return "\n".join(lines)
+
+
+def _is_duration(name: str) -> bool:
+    return name == "seconds" or (name.endswith("_s") and not name.endswith("_per_s"))
+
+
+def _format_column(column: pd.Series, max_width: int, name: str = "") -> tuple[pd.Series, bool]:
+    """The column's cells as display strings, and whether to right-align them."""
+    present = column.notna()
+    numeric = pd.api.types.is_numeric_dtype(column.dtype)
+    if numeric and not pd.api.types.is_bool_dtype(column.dtype) and _is_duration(name):
+        text = _format_durations(column.astype("float64"))
+        return text.astype(object).where(present, "-").astype(str), True
+    if pd.api.types.is_bool_dtype(column.dtype):
+        text = column.map({True: "yes", False: "no"})
+        right = False
+    elif pd.api.types.is_datetime64_any_dtype(column.dtype):
+        text = _utc(column).dt.strftime("%Y-%m-%d %H:%M")
+        right = False
+    elif pd.api.types.is_timedelta64_dtype(column.dtype):
+        text, right = _format_durations(column.dt.total_seconds()), True
+    elif numeric:
+        rate = name.endswith("_per_s")
+        text, right = _format_numbers(column.astype("float64"), whole_as_int=not rate), True
+    elif isinstance(column.dtype, pd.StringDtype):
+        text, right = _shorten(column.str.replace(_CONTROL, " ", regex=True), max_width), False
+    else:
+        values = column.map(lambda v: _format_value(v, max_width), na_action="ignore")
+        text, right = values.astype(object), bool(present.any()) and _all_numbers(column)
+    return text.astype(object).where(present, "-").astype(str), right
+
+
+def _shorten(text: pd.Series, max_width: int) -> pd.Series:
+    long = text.str.len() > max_width
+    return text.where(~long, text.str.slice(0, max_width - 1) + "…")
+
+
+def _format_numbers(values: pd.Series, *, whole_as_int: bool = True) -> pd.Series:
+    values = values.where(np.isfinite(values))
+    finite = values.dropna()
+    if finite.empty or (whole_as_int and (finite == finite.round()).all()):
+        return values.round().astype("Int64").astype(str).str.replace(_THOUSANDS, ",", regex=True)
+    if finite.abs().max() < 1:
+        return values.map("{:.3g}".format, na_action="ignore")
+    return values.map("{:,.1f}".format, na_action="ignore")
+
+
+def _format_durations(seconds: pd.Series) -> pd.Series:
+    """Seconds as ``h:mm:ss`` (``-0:05:00`` for a negative span), vectorized."""
+    seconds = seconds.where(np.isfinite(seconds)).round()
+    whole = seconds.abs().astype("Int64")
+    sign = pd.Series(np.where(seconds < 0, "-", ""), index=seconds.index, dtype=str)
+    hours = (whole // 3600).astype(str)
+    minutes = (whole % 3600 // 60).astype(str).str.zfill(2)
+    secs = (whole % 60).astype(str).str.zfill(2)
+    text: pd.Series[str] = sign + hours + ":" + minutes + ":" + secs
+    return text
+
+
+def _all_numbers(column: pd.Series) -> bool:
+    kind = pd.api.types.infer_dtype(column, skipna=True)
+    return kind in ("integer", "floating", "mixed-integer-float", "decimal")
+
+
+def _format_value(value: Any, max_width: int) -> str:
+    """One cell of an object column (a comparison mixes numbers, flags and text)."""
+    if isinstance(value, datetime):
+        moment = pd.Timestamp(value)
+        stamp = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+        return str(stamp.strftime("%Y-%m-%d %H:%M"))
+    value = json_value(value)
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif isinstance(value, int):
+        text = f"{value:,}"
+    elif isinstance(value, float):
+        text = f"{value:,.0f}" if value.is_integer() and abs(value) >= 1 else _float_text(value)
+    elif isinstance(value, (list, dict)):
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    else:
+        text = str(value)
+    text = re.sub(_CONTROL, " ", text)
+    return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+
+def _float_text(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:,.1f}"
+
+
+# --- shared preparation ----------------------------------------------------------------------
+
+
+def _index_as_column(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame on a fresh 0..n-1 index; an index that means something (it has a name)
+    becomes the first column, any other is dropped."""
+    named = any(name is not None for name in frame.index.names)
+    return frame.reset_index(drop=not named)
+
+
+def _plain(frame: pd.DataFrame, *, nested_as_text: bool = False) -> pd.DataFrame:
+    """Times as ISO text, durations as seconds, categories as values; index as a column."""
+    frame = _index_as_column(frame)
+    converted: dict[Any, pd.Series] = {}
+    for name in frame.columns:
+        column = frame[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            column = column.astype(object)
+        if pd.api.types.is_datetime64_any_dtype(column.dtype):
+            column = _iso(_utc(column))
+        elif pd.api.types.is_timedelta64_dtype(column.dtype):
+            column = column.dt.total_seconds()
+        elif column.dtype == object:
+            column = _plain_objects(column, nested_as_text)
+        converted[name] = column
+    out = pd.DataFrame(converted, index=pd.RangeIndex(len(frame)))
+    out.columns = pd.Index([str(name) for name in frame.columns])
+    return out
+
+
+def _plain_objects(column: pd.Series, nested_as_text: bool) -> pd.Series:
+    kind = pd.api.types.infer_dtype(column, skipna=True)
+    if kind in ("datetime", "datetime64"):
+        return _iso(pd.to_datetime(column, utc=True, format="ISO8601"))
+    if kind == "mixed" and nested_as_text:
+        nested: Callable[[Any], Any] = _nested_text
+        return column.map(nested, na_action="ignore")
+    return column
+
+
+def _nested_text(value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return value
+
+
+def _utc(column: pd.Series) -> pd.Series:
+    dt: Any = column.dt  # pandas-stubs type the accessor loosely
+    utc: pd.Series = dt.tz_localize("UTC") if dt.tz is None else dt.tz_convert("UTC")
+    return utc
+
+
+def _iso(column: pd.Series) -> pd.Series:
+    """ISO 8601 UTC text; microseconds only in a column that has fractions of a second."""
+    dt: Any = column.dt
+    fractional = bool((dt.microsecond.fillna(0) != 0).any())
+    text: pd.Series = dt.strftime(_MICROSECONDS if fractional else _SECONDS).astype(object)
+    return text
+
+
+def _neutralize(column: pd.Series) -> pd.Series:
+    """Prefix ``'`` to text cells starting with a formula character; other cells untouched."""
+    if column.dtype != object and not isinstance(column.dtype, pd.StringDtype):
+        return column
+    if pd.api.types.infer_dtype(column, skipna=True) not in _TEXTUAL:
+        return column  # numbers, flags or nothing but nulls
+    risky = column.str.startswith(FORMULA_PREFIXES).fillna(False).astype(bool)
+    if not risky.any():
+        return column
+    return column.astype(object).where(~risky, "'" + column[risky].astype(str))
