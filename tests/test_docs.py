@@ -1,0 +1,35 @@
+"""Every command has help text and is documented in the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+
+from ftlog.cli import main
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def commands(group: click.Group, prefix: str = "ftlog") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in sorted(group.commands.items()):
+        path = f"{prefix} {name}"
+        found.append((path, command))
+        if isinstance(command, click.Group):
+            found.extend(commands(command, path))
+    return found
+
+
+@pytest.mark.parametrize(("path", "command"), commands(main), ids=lambda v: str(v))
+def test_command_has_help_and_is_in_the_readme(path: str, command: click.Command) -> None:
+    assert command.help and len(command.help.strip()) > 20, f"{path} has no help text"
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.hidden:
+            assert param.help, f"{path} {param.opts[0]} has no help text"
+    name = path.split()[-1]
+    parent = " ".join(path.split()[:-1])
+    assert path in README or (parent != "ftlog" and f"{parent} " in README and name in README), (
+        f"{path} is not in README.md"
+    )
