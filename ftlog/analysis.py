@@ -17,10 +17,11 @@ applied in SQL, on the ``jobs`` and ``sources`` tables):
 Unknown job ids give empty frames; only :func:`compare_hyperparameters` raises for them.
 
 **Frames** are tidy, one row per record, and name their job in ``source`` and ``job_id`` (a job
-id is unique within a source). Times are ``datetime64[us, UTC]``; integers ``Int64``, other
+id is unique within a source); their columns, in order, are the keys of the ``*_COLUMNS``
+constants below (name → kind). Times are ``datetime64[us, UTC]``; integers ``Int64``, other
 numbers ``Float64``, flags ``boolean``, text ``string`` (missing values are ``pd.NA``/``NaT``);
-durations are ``Float64`` seconds. Rows come job by job (jobs ordered by ``created_at``, then
-source and job id), and in time order within a job.
+durations are ``Float64`` seconds (``*_s``). Rows come job by job (jobs ordered by
+``created_at``, then source and job id), and in time order within a job.
 
 **Transition times.** ftlog polls: a status change recorded at ``observed_at`` happened in
 ``(previous_observed_at, observed_at]``. Its *estimate* is the midpoint of that interval and its
@@ -34,7 +35,7 @@ from __future__ import annotations
 import json
 import typing
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict, Unpack
 
@@ -164,8 +165,8 @@ COMPARE_OUTCOMES = tuple(
 
 def load_jobs(store: StoreLike = None, **filters: Unpack[Filters]) -> pd.DataFrame:
     """One row per job, its latest known fields (columns: ``JOB_COLUMNS``)."""
-    with _reading(store) as conn:
-        return _public(_load_jobs(conn, _conditions(filters)), JOB_COLUMNS)
+    with _reading(store, filters) as (_, _, jobs):
+        return _public(jobs, JOB_COLUMNS)
 
 
 def load_hyperparameters(store: StoreLike = None, **filters: Unpack[Filters]) -> pd.DataFrame:
@@ -176,9 +177,8 @@ def load_hyperparameters(store: StoreLike = None, **filters: Unpack[Filters]) ->
     JSON text (sorted keys), ``"{}"`` when there are none. A job recorded without
     hyperparameters has no row.
     """
-    with _reading(store) as conn:
-        conds = _conditions(filters)
-        return _child(conn, _load_jobs(conn, conds), _hyper, conds, HYPERPARAMETER_COLUMNS)
+    with _reading(store, filters) as (conn, conds, jobs):
+        return _child(conn, jobs, _hyper, conds, HYPERPARAMETER_COLUMNS)
 
 
 def load_snapshots(store: StoreLike = None, **filters: Unpack[Filters]) -> pd.DataFrame:
@@ -187,9 +187,7 @@ def load_snapshots(store: StoreLike = None, **filters: Unpack[Filters]) -> pd.Da
     A snapshot's values were first seen at ``first_observed_at`` and last at
     ``last_observed_at``, over ``observations`` polls; the state changed after the last one.
     """
-    with _reading(store) as conn:
-        conds = _conditions(filters)
-        jobs = _load_jobs(conn, conds)
+    with _reading(store, filters) as (conn, conds, jobs):
         return _child(conn, jobs, _snapshots, conds, SNAPSHOT_COLUMNS, "first_observed_at")
 
 
@@ -200,9 +198,7 @@ def load_status_history(store: StoreLike = None, **filters: Unpack[Filters]) -> 
     ``(previous_observed_at, observed_at]``; ``estimated_at`` is the estimate and
     ``uncertainty_s`` its ± (see "Transition times" in the module docstring).
     """
-    with _reading(store) as conn:
-        conds = _conditions(filters)
-        jobs = _load_jobs(conn, conds)
+    with _reading(store, filters) as (conn, conds, jobs):
         raw = _history_rows(conn, conds)
     order = _job_order(jobs, raw["job_pk"])
     raw["estimated_at"], raw["uncertainty_s"] = _transition_estimates(raw)
@@ -219,9 +215,7 @@ def status_durations(store: StoreLike = None, **filters: Unpack[Filters]) -> pd.
     in :func:`load_jobs`), a lower bound, and is NA for a terminal status (succeeded, failed,
     cancelled), which never ends.
     """
-    with _reading(store) as conn:
-        conds = _conditions(filters)
-        jobs = _load_jobs(conn, conds)
+    with _reading(store, filters) as (conn, conds, jobs):
         raw = _history_rows(conn, conds)
     stays = _stays(jobs, raw)
     return _public(_attach(jobs, stays), STATUS_DURATION_COLUMNS)
@@ -244,9 +238,7 @@ def throughput(store: StoreLike = None, **filters: Unpack[Filters]) -> pd.DataFr
     ``last_observed_at`` as the start would credit a gain made over many polls to the last
     poll interval only and overstate the speed whenever the API reports progress in steps.
     """
-    with _reading(store) as conn:
-        conds = _conditions(filters)
-        jobs = _load_jobs(conn, conds)
+    with _reading(store, filters) as (conn, conds, jobs):
         progress = _progress_rows(conn, conds)
     iv = _intervals(progress)
     iv = iv.iloc[_job_order(jobs, iv["job_pk"], iv["start"])]
@@ -273,9 +265,7 @@ def throughput_summary(store: StoreLike = None, **filters: Unpack[Filters]) -> p
       before the estimate. ``first_finish_estimate_error_s``: the same for the first
       estimate seen while running. Only for ``succeeded`` jobs with a ``finished_at``.
     """
-    with _reading(store) as conn:
-        conds = _conditions(filters)
-        jobs = _load_jobs(conn, conds)
+    with _reading(store, filters) as (conn, conds, jobs):
         return _public(_summary(conn, conds, jobs), SUMMARY_COLUMNS)
 
 
@@ -301,9 +291,7 @@ def compare_hyperparameters(
     ids = list(dict.fromkeys([job_ids] if isinstance(job_ids, str) else job_ids))
     if not ids:
         raise UsageProblem("compare needs at least one job id")
-    with _reading(store) as conn:
-        conds = _conditions({"job_ids": ids, "source": source})
-        jobs = _load_jobs(conn, conds)
+    with _reading(store, {"job_ids": ids, "source": source}) as (conn, conds, jobs):
         missing = [i for i in ids if i not in set(jobs["job_id"])]
         if missing:
             where = f" in source {source}" if source else ""
@@ -346,23 +334,19 @@ def compare_hyperparameters(
 
 
 @contextmanager
-def _reading(store: StoreLike) -> Iterator[Connection]:
-    """One read transaction, so the several queries of a function see the same data."""
-    if isinstance(store, Engine):
-        with _snapshot_transaction(store) as conn:
-            yield conn
-        return
-    with open_store(store) as engine, _snapshot_transaction(engine) as conn:
-        yield conn
-
-
-@contextmanager
-def _snapshot_transaction(engine: Engine) -> Iterator[Connection]:
-    with engine.connect() as conn:
+def _reading(
+    store: StoreLike, filters: Filters
+) -> Iterator[tuple[Connection, list[ColumnElement[bool]], pd.DataFrame]]:
+    """The filters as WHERE clauses, a connection in one read transaction (so the several
+    queries of a function see the same data) and the selected jobs."""
+    conds = _conditions(filters)
+    with ExitStack() as stack:
+        engine = store if isinstance(store, Engine) else stack.enter_context(open_store(store))
+        conn = stack.enter_context(engine.connect())
         if conn.dialect.name == "postgresql":
             conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-        with conn.begin():
-            yield conn
+        stack.enter_context(conn.begin())
+        yield conn, conds, _load_jobs(conn, conds)
 
 
 def _conditions(filters: Filters) -> list[ColumnElement[bool]]:
@@ -469,25 +453,16 @@ def _child(
 
 
 def _history_rows(conn: Connection, conds: Sequence[ColumnElement[bool]]) -> pd.DataFrame:
-    columns = [
-        _history.c[n]
-        for n in ("job_pk", "from_status", "to_status", "observed_at", "previous_observed_at")
-    ]
+    columns = [c for c in _history.columns if c.name != "id"]
     return _fetch(conn, columns, _history, _job_rows(conds, _history))
 
 
 def _progress_rows(conn: Connection, conds: Sequence[ColumnElement[bool]]) -> pd.DataFrame:
     """The snapshot columns the speed figures need, sorted by job and first observation."""
     s = _snapshots.c
-    running = case((s.status == "running", 1), else_=0)
-    columns = [
-        s.job_pk,
-        cast(running, Integer).label("running"),
-        s.trained_tokens,
-        s.trained_steps,
-        s.estimated_finish,
-        s.first_observed_at,
-    ]
+    running = cast(case((s.status == "running", 1), else_=0), Integer).label("running")
+    columns = [s.job_pk, running, s.trained_tokens, s.trained_steps, s.estimated_finish]
+    columns.append(s.first_observed_at)
     raw = _fetch(conn, columns, _snapshots, _job_rows(conds, _snapshots))
     order = np.lexsort((_floats(raw["first_observed_at"]), raw["job_pk"].to_numpy("int64")))
     return raw.iloc[order].reset_index(drop=True)
@@ -640,17 +615,14 @@ def _summary(
     runs = stays[stays["status"] == "running"]
     first = runs.drop_duplicates("job_pk", keep="first").set_index("job_pk")
     last = runs.drop_duplicates("job_pk", keep="last").set_index("job_pk")
-    out["started_at"], out["start_uncertainty_s"] = (
-        first["entered_at"],
-        first["entered_uncertainty_s"],
-    )
+    out["started_at"] = first["entered_at"]
+    out["start_uncertainty_s"] = first["entered_uncertainty_s"]
     ended = ~last["current"]
     out["ended_at"] = last["left_at"].where(ended)
     out["end_uncertainty_s"] = last["left_uncertainty_s"].where(ended)
     speeds = _intervals(progress).groupby("job_pk")["tokens_per_s"]
     out["median_tokens_per_s"], out["peak_tokens_per_s"] = speeds.median(), speeds.max()
-    out["intervals"] = speeds.size()
-    out["intervals"] = out["intervals"].fillna(0)
+    out["intervals"] = speeds.size().reindex(out.index, fill_value=0)
     tokens, steps = out["trained_tokens"].astype("Float64"), out["trained_steps"].astype("Float64")
     out["mean_tokens_per_s"] = tokens / out["running_s"].where(out["running_s"] > 0)
     out["tokens_per_step"] = tokens / steps.where(steps > 0)

@@ -358,3 +358,27 @@ def test_csv_round_trip_keeps_values(history: Engine) -> None:
         "foo": {"x": 1},
         "n_epochs": "auto",
     }
+
+
+def test_throughput_and_durations_across_a_pause(engine: Engine) -> None:
+    """Running → queued → running: no interval spans the pause; both stays count."""
+    source = ensure_source(engine, "alpha", "https://alpha.example/v1")
+    for seconds, status, tokens in [
+        (0, "running", 0),
+        (10, "running", 100),
+        (20, "queued", 100),
+        (100, "running", 100),
+        (110, "running", 200),
+    ]:
+        record(engine, source, seconds, job("job-p", status, 0, trained_tokens=tokens))
+    speed = analysis.throughput(engine)
+    assert speed["start"].tolist() == [at(0), at(100)]
+    assert speed["tokens_per_s"].tolist() == [10.0, 10.0]
+    stays = analysis.status_durations(engine)
+    # Transitions at 15 ± 5 and 60 ± 40; the last stay runs to the last observation (110).
+    assert stays["entered_at"].tolist() == [at(0), at(15), at(60)]
+    assert stays["seconds"].tolist() == [15.0, 45.0, 50.0]
+    summary = analysis.throughput_summary(engine).iloc[0]
+    assert (summary["running_s"], summary["queued_s"]) == (65.0, 45.0)
+    assert summary["started_at"] == at(0) and pd.isna(summary["ended_at"])
+    assert summary["median_tokens_per_s"] == 10.0 and summary["intervals"] == 2
