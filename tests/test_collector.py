@@ -411,3 +411,81 @@ def test_collector_killed_mid_run_leaves_a_consistent_store(
     with engine.connect() as conn:
         outcomes = sorted(conn.execute(text("SELECT outcome FROM collector_runs")).scalars())
     assert outcomes == ["ok", "running"]  # the killed run could not say more
+
+
+def test_watch_polls_until_the_watched_jobs_finish(engine: Engine, sim_factory) -> None:
+    from ftlog.collector import watch
+
+    spec = one_job(total_steps=10, tokens_per_step=1000, tokens_per_second=100.0)
+    other = JobSpec(id="ftjob-forever", created_at=T0, tokens_per_second=0.001)
+    sim = sim_factory([spec, other], now=T0 + 1)
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the simulated job moves on while watch waits
+        sleeps.append(seconds)
+        sim.clock.advance(50)
+
+    with sim.client() as client:
+        source_id = store.ensure_source(engine, "sim", sim.base_url)
+        passes = list(
+            watch(
+                engine,
+                client,
+                source_id,
+                SnapshotPlan(job_ids=[spec.id], details=()),
+                5.0,
+                sleep=sleep,
+            )
+        )
+    assert passes[-1].result.transitions[-1].to_status == "succeeded"
+    assert len(passes) == len(sleeps) + 1 and all(0 < s <= 5.0 for s in sleeps)
+    assert transitions(engine)[-1] == ("running", "succeeded")
+    with engine.connect() as conn:
+        watched = conn.execute(select(Job.job_id)).scalars().all()
+    assert watched == [spec.id]  # the other job was not asked about
+
+
+def test_watch_stops_cleanly_on_ctrl_c(db_url: str, sim_factory) -> None:
+    sim = sim_factory(
+        [JobSpec(id="ftjob-slow", created_at=T0, tokens_per_second=0.001)], now=T0 + 1000
+    )
+    proc = ftlog(
+        "watch",
+        "--interval",
+        "0.2",
+        "--no-events",
+        "--no-checkpoints",
+        "--base-url",
+        sim.base_url,
+        "--db",
+        db_url,
+    )
+    deadline = time.monotonic() + 30
+    while sim.requests() < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc)
+    assert code == 0, err
+    assert "ftlog watch: stopped" in err and "Traceback" not in err
+
+
+def test_a_store_locked_too_long_stops_the_run_with_exit_75(
+    tmp_path: Path, sim_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    db = tmp_path / "locked.db"
+    assert CliRunner().invoke(main, ["db", "upgrade", "--db", str(db)]).exit_code == 0
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer that does not let go
+    monkeypatch.setattr("ftlog.db.SQLITE_BUSY_TIMEOUT_MS", 200)
+    sim = sim_factory([one_job()], now=T0 + 100_000)
+    try:
+        result = CliRunner().invoke(
+            main, ["snapshot", "--base-url", sim.base_url, "--api-key", TOKEN, "--db", str(db)]
+        )
+    finally:
+        holder.rollback()
+        holder.close()
+    assert result.exit_code == 75, result.output
+    assert "another ftlog run" in result.output
