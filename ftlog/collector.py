@@ -183,17 +183,21 @@ def snapshot(
         summary.errors.append(str(err))
     finally:
         summary.requests = client.request_count
-        summary.seconds = time.monotonic() - started
-        store.finish_run(
-            engine,
-            run_id,
-            summary.result,
-            requests=summary.requests,
-            errors=summary.errors,
-            outcome=summary.outcome,
-            list_completed=summary.list_completed,
-        )
+        _finish_run(engine, run_id, summary, started)
     return summary
+
+
+def _finish_run(engine: Engine, run_id: int, summary: RunSummary, started: float) -> None:
+    summary.seconds = time.monotonic() - started
+    store.finish_run(
+        engine,
+        run_id,
+        summary.result,
+        requests=summary.requests,
+        errors=summary.errors,
+        outcome=summary.outcome,
+        list_completed=summary.list_completed,
+    )
 
 
 def _sync_list(
@@ -380,15 +384,7 @@ def ingest(
             latest[record.job_id] = record
         _save(engine, source_id, [Observation(r, at) for r in latest.values()], summary)
     finally:
-        summary.seconds = time.monotonic() - started
-        store.finish_run(
-            engine,
-            run_id,
-            summary.result,
-            requests=0,
-            errors=summary.errors,
-            outcome=summary.outcome,
-        )
+        _finish_run(engine, run_id, summary, started)
     return summary
 
 
