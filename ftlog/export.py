@@ -131,7 +131,9 @@ def format_table(frame: pd.DataFrame, *, max_width: int = 40) -> str:
 
     Integers (and floats that are all whole, such as token counts) get thousands
     separators; rates (``*_per_s``) and other numbers one decimal (``1,234.5``) or, when
-    all are below 1, three significant digits (a learning rate stays ``1e-05``); durations
+    all are below 1, three significant digits (a learning rate stays ``1e-05``); costs
+    (``*cost``) as money (:func:`format_money`); losses and accuracies (``*_loss``,
+    ``*_accuracy``) with four decimals; durations
     in seconds (``*_s``, ``seconds``) show as ``h:mm:ss``; times are shortened to the
     minute (UTC); flags show as yes/no; text longer than ``max_width`` is cut with ``…``
     and control characters are blanked; nulls show as ``-``.
@@ -193,6 +195,10 @@ def _format_column(column: pd.Series, max_width: int, name: str = "") -> tuple[p
         right = False
     elif pd.api.types.is_timedelta64_dtype(column.dtype):
         text, right = _format_durations(column.dt.total_seconds()), True
+    elif numeric and name.endswith("cost"):
+        text, right = column.astype("float64").map(format_money, na_action="ignore"), True
+    elif numeric and name.endswith(("_loss", "_accuracy")):
+        text, right = column.astype("float64").map("{:.4f}".format, na_action="ignore"), True
     elif numeric:
         rate = name.endswith("_per_s")
         text, right = _format_numbers(column.astype("float64"), whole_as_int=not rate), True
@@ -202,6 +208,14 @@ def _format_column(column: pd.Series, max_width: int, name: str = "") -> tuple[p
         values = column.map(lambda v: _format_value(v, max_width), na_action="ignore")
         text, right = values.astype(object), bool(present.any()) and _all_numbers(column)
     return text.astype(object).where(present, "-").astype(str), right
+
+
+def format_money(amount: float) -> str:
+    """An amount of money: two decimals (``1,234.50``), two significant digits below a
+    cent (``0.0012``) so that a small cost does not read as nothing."""
+    if amount != 0 and abs(amount) < 0.01:
+        return f"{amount:.2g}"
+    return f"{amount:,.2f}"
 
 
 def _shorten(text: pd.Series, max_width: int) -> pd.Series:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
@@ -36,6 +36,12 @@ DEFAULT_LABEL_KEYS = ("learning_rate", "batch_size", "n_epochs", "lora")
 """What a legend shows of every job, beside the hyperparameters that differ between them."""
 LABEL_ORDER = (*DEFAULT_LABEL_KEYS, *(k for k in SHORT_NAMES if k not in DEFAULT_LABEL_KEYS))
 MAX_LABEL_KEYS = 5
+LossAxis = Literal["step", "tokens", "both"]
+LineStyle = Literal["-", "--", ":"]
+LOSS_STYLES: dict[str, LineStyle] = {"train_loss": "-", "valid_loss": "--", "full_valid_loss": ":"}
+"""How each metric of :func:`ftlog.analysis.loss_curves` is drawn; the colour is the job's."""
+_LOSS_NAMES = {"train_loss": "train", "valid_loss": "valid", "full_valid_loss": "full valid"}
+_MARKERS_UP_TO = 40
 _NOT_HYPERPARAMETERS = frozenset({"source", "job_id", "job_pk", "extra"})
 
 
@@ -123,13 +129,20 @@ def plot_compare(
     summary = summary.reindex(ids)
     rate = summary["mean_tokens_per_s"].astype("float64")
     seconds = summary["running_s"].astype("float64")
-    hours = seconds / 3600
+    scale, time_unit = _time_unit(seconds.max())
     figure = _figure(figsize=(11, 1.5 + 0.8 * len(ids)), columns=2, sharey=True)
     rate_ax, time_ax = figure.axes
     positions = list(range(len(ids)))
     for ax, values, texts, title, unit, color in (
         (rate_ax, rate, [_short(v) for v in rate], "Mean training speed", "tokens / s", "tab:blue"),
-        (time_ax, hours, [_hours(v) for v in seconds], "Time running", "hours", "tab:orange"),
+        (
+            time_ax,
+            seconds / scale,
+            [_hours(v) for v in seconds],
+            "Time running",
+            time_unit,
+            "tab:orange",
+        ),
     ):
         bars = ax.barh(positions, values.fillna(0), color=color)
         ax.bar_label(bars, labels=texts, padding=3, fontsize="small")
@@ -141,6 +154,92 @@ def plot_compare(
     rate_ax.set_yticks(positions, names, fontsize="small")
     rate_ax.invert_yaxis()
     figure.suptitle("Fine-tuning jobs compared", fontweight="bold")
+    return _save(figure, path)
+
+
+def plot_loss(
+    job_ids: Sequence[str],
+    path: str | Path,
+    store: str | Engine | None = None,
+    *,
+    source: str | None = None,
+    x: LossAxis = "both",
+) -> Path:
+    """Train (solid), validation (dashed) and full validation (dotted) loss of several jobs
+    in one figure, one colour per job: against step, against trained tokens (estimated, see
+    :func:`ftlog.analysis.loss_curves`), or ``both`` side by side. Returns the path written.
+    """
+    _require_matplotlib()
+    if x not in ("step", "tokens", "both"):
+        raise UsageProblem(f"x must be step, tokens or both, not {x!r}")
+    ids = _known(job_ids, store, source)
+    curves = analysis.loss_curves(store, job_ids=ids, source=source)
+    hyper = analysis.load_hyperparameters(store, job_ids=ids, source=source)
+    labels = hyperparameter_labels(
+        hyper, keys=[*DEFAULT_LABEL_KEYS, *differing_hyperparameters(hyper)]
+    )
+    axes_x = (
+        ["step", "trained_tokens"] if x == "both" else ["step" if x == "step" else "trained_tokens"]
+    )
+    figure = _figure(figsize=(6.5 * len(axes_x) + 1, 6), columns=len(axes_x), sharey=True)
+    colours = _colours()
+    job_lines: list[Any] = []
+    drawn: set[str] = set()
+    for index, job_id in enumerate(ids):
+        colour = colours[index % len(colours)]
+        rows = curves[curves["job_id"] == job_id]
+        label = f"{job_id}  {labels.get(job_id, '')}".rstrip()
+        if rows.empty:
+            label += "  (no loss recorded)"
+        elif rows["trained_tokens"].isna().all() and "trained_tokens" in axes_x:
+            label += "  (trained tokens unknown)"
+        for ax, column in zip(figure.axes, axes_x, strict=True):
+            for metric, style in LOSS_STYLES.items():
+                points = rows[rows["metric"] == metric].dropna(subset=[column])
+                if points.empty:
+                    continue
+                ax.plot(
+                    points[column].astype("float64"),
+                    points["value"].astype("float64"),
+                    linestyle=style,
+                    color=colour,
+                    marker="o" if len(points) <= _MARKERS_UP_TO else None,
+                    markersize=3.5 if metric == "train_loss" else 4.5,
+                    linewidth=1.8 if metric == "train_loss" else 1.5,
+                )
+                drawn.add(metric)
+        job_lines.append(_legend_line(colour, "-", label))
+    titles = {
+        "step": ("Loss by step", "step"),
+        "trained_tokens": ("Loss by trained tokens", "trained tokens (estimated)"),
+    }
+    for ax, column in zip(figure.axes, axes_x, strict=True):
+        title, xlabel = titles[column]
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.grid(True, alpha=0.3)
+        ax.set_xlim(left=0)
+        ax.xaxis.set_major_formatter(_compact() if column == "trained_tokens" else _thousands())
+        if not ax.lines:
+            ax.text(
+                0.5,
+                0.5,
+                "nothing recorded yet",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="grey",
+            )
+    figure.axes[0].set_ylabel("loss")
+    styles = [
+        _legend_line("black", LOSS_STYLES[m], _LOSS_NAMES[m]) for m in LOSS_STYLES if m in drawn
+    ]
+    figure.axes[0].add_artist(
+        figure.axes[0].legend(handles=job_lines, loc="upper right", fontsize="small", title="job")
+    )
+    if styles:
+        figure.axes[-1].legend(handles=styles, loc="center right", fontsize="small", title="loss")
+    figure.suptitle("Fine-tuning loss", fontweight="bold")
     return _save(figure, path)
 
 
@@ -201,10 +300,20 @@ def _x(times: pd.Series, start: Any, elapsed: bool) -> Any:
     return times.dt.tz_localize(None).to_numpy()
 
 
+def _time_unit(longest: Any) -> tuple[float, str]:
+    """Seconds per unit, and the unit, for an axis whose longest duration is ``longest`` s."""
+    if longest is None or pd.isna(longest) or longest >= 7200:
+        return 3600.0, "hours"
+    return (60.0, "minutes") if longest >= 120 else (1.0, "seconds")
+
+
 def _hours(seconds: Any) -> str:
-    """A bar label for a duration: ``h:mm``."""
+    """A bar label for a duration: ``h:mm h``, or ``m:ss min`` under an hour."""
     if seconds is None or pd.isna(seconds):
         return "n/a"
+    if seconds < 3600:
+        whole = round(float(seconds))
+        return f"{whole // 60}:{whole % 60:02d} min"
     minutes = round(float(seconds) / 60)
     return f"{minutes // 60}:{minutes % 60:02d} h"
 
@@ -237,6 +346,31 @@ def _figure(
     figure = Figure(figsize=figsize, layout="constrained")
     figure.subplots(rows, columns, squeeze=False, sharex=sharex, sharey=sharey)
     return figure
+
+
+def _colours() -> list[str]:
+    from matplotlib import rcParams
+
+    return list(rcParams["axes.prop_cycle"].by_key()["color"])
+
+
+def _legend_line(colour: str, style: LineStyle, label: str) -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color=colour, linestyle=style, linewidth=1.8, label=label)
+
+
+def _compact() -> Any:
+    """Tick labels like 500, 20k, 1.5M, 2B."""
+    from matplotlib.ticker import FuncFormatter
+
+    def text(value: float, _pos: Any) -> str:
+        for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+            if abs(value) >= size:
+                return f"{value / size:g}{unit}"
+        return f"{value:g}"
+
+    return FuncFormatter(text)
 
 
 def _thousands() -> Any:

@@ -108,7 +108,7 @@ def test_jobs_are_typed_and_ordered(history: Engine) -> None:
 
 
 def assert_dtypes(frame: pd.DataFrame, kinds: dict[str, Any]) -> None:
-    expected = {name: analysis._DTYPES[kind] for name, kind in kinds.items()}
+    expected = {name: analysis.DTYPES[kind] for name, kind in kinds.items()}
     assert {name: str(dtype) for name, dtype in frame.dtypes.items()} == expected
     assert "object" not in expected.values()
 

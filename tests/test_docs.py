@@ -22,14 +22,13 @@ def commands(group: click.Group, prefix: str = "ftlog") -> list[tuple[str, click
     return found
 
 
-@pytest.mark.parametrize(("path", "command"), commands(main), ids=lambda v: str(v))
+@pytest.mark.parametrize(("path", "command"), commands(main), ids=str)
 def test_command_has_help_and_is_in_the_readme(path: str, command: click.Command) -> None:
     assert command.help and len(command.help.strip()) > 20, f"{path} has no help text"
     for param in command.params:
         if isinstance(param, click.Option) and not param.hidden:
             assert param.help, f"{path} {param.opts[0]} has no help text"
-    name = path.split()[-1]
-    parent = " ".join(path.split()[:-1])
+    parent, _, name = path.rpartition(" ")
     assert path in README or (parent != "ftlog" and f"{parent} " in README and name in README), (
         f"{path} is not in README.md"
     )

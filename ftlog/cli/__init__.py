@@ -62,7 +62,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from ftlog.cli import collect, config, db, plot, report, simulate
+    from ftlog.cli import collect, config, cost, db, demo, plot, report, simulate
 
     main.add_command(collect.snapshot)
     main.add_command(collect.ingest)
@@ -76,6 +76,8 @@ def _register() -> None:
     main.add_command(report.compare)
     main.add_command(report.export)
     main.add_command(plot.plot)
+    main.add_command(cost.cost)
+    main.add_command(demo.demo)
 
 
 _register()

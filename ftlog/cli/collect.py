@@ -274,8 +274,8 @@ def watch(
 ) -> None:
     """Snapshot repeatedly until the watched jobs finish (Ctrl-C stops it).
 
-    With JOB_IDs it watches those; without, every job recorded as unfinished (a first
-    pass syncs the list).
+    With JOB_IDs it watches those; without, every job: each pass syncs the list (new jobs
+    included) and it stops when none is unfinished.
     """
     from ftlog.collector import SnapshotPlan
     from ftlog.collector import watch as run_watch

@@ -3,7 +3,8 @@
 :func:`profile_options` puts ``--config`` and ``--profile`` on a command: an eager callback
 loads the file and sets ``ctx.default_map`` from the profile, so click resolves each option
 as command line > environment variable > profile > built-in default. The command gets the
-selected :class:`ftlog.config.Profile` (or None) from :func:`current_profile`.
+selected :class:`ftlog.config.Profile` (or None) from :func:`current_profile`, and the price
+table that applies from :func:`current_prices`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from ftlog.config import Profile
+    from ftlog.config import Config, Profile
+    from ftlog.pricing import PriceTable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _PENDING = "ftlog.config.pending"
 _PROFILE = "ftlog.config.profile"
+_CONFIG = "ftlog.config.config"
 
 _CONFIG_HELP = (
     "Config file. Default: $FTLOG_CONFIG, else config.toml in the user config directory "
@@ -62,8 +65,9 @@ def profile_options(func: F) -> F:
             return  # both eager options run before the others; the second loads the file
         from ftlog.config import load_config
 
-        profile = load_config(pending["config_path"]).profile(pending["profile_name"])
-        ctx.meta[_PROFILE] = profile
+        config = load_config(pending["config_path"])
+        profile = config.profile(pending["profile_name"])
+        ctx.meta[_CONFIG], ctx.meta[_PROFILE] = config, profile
         if profile is not None:
             # Values from the caller's own default_map (if any) keep precedence.
             ctx.default_map = {**profile.option_defaults(), **(ctx.default_map or {})}
@@ -77,6 +81,17 @@ def current_profile(ctx: click.Context | None = None) -> Profile | None:
     ctx = ctx or click.get_current_context()
     profile: Profile | None = ctx.meta.get(_PROFILE)
     return profile
+
+
+def current_prices(ctx: click.Context | None = None) -> PriceTable:
+    """The prices :func:`profile_options` selected: the profile's own, looked up before the
+    config file's top-level ``[prices]``; without a profile, the top-level table."""
+    ctx = ctx or click.get_current_context()
+    profile = current_profile(ctx)
+    if profile is not None:
+        return profile.prices
+    config: Config = ctx.meta[_CONFIG]
+    return config.prices
 
 
 @click.group()

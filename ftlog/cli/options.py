@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from ftlog.pricing import PriceTable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,3 +60,22 @@ def verbosity_options(func: F) -> F:
 
 def is_quiet(ctx: click.Context) -> bool:
     return bool(ctx.ensure_object(dict).get("quiet"))
+
+
+prices_option = click.option(
+    "--prices",
+    "prices_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="A TOML file with a [prices] table to estimate costs with, instead of the config "
+    "file's prices.",
+)
+
+
+def load_price_file(path: Path | None) -> PriceTable | None:
+    """The table of ``--prices FILE``; None without the option (the library's default)."""
+    if path is None:
+        return None
+    from ftlog.pricing import load_prices
+
+    return load_prices(path)

@@ -62,3 +62,35 @@ def compare(job_ids: tuple[str, ...], output: str, source: str | None, db_url: s
     with open_store(db_url) as engine:
         path = plot_compare(job_ids, output, engine, source=source)
     click.echo(f"wrote {path}", err=True)
+
+
+@plot.command()
+@click.argument("job_ids", nargs=-1, required=True, metavar="JOB_ID...")
+@output_option
+@click.option(
+    "--x",
+    "x_axis",
+    type=click.Choice(["both", "step", "tokens"]),
+    default="both",
+    show_default=True,
+    help="Draw the loss against step, against trained tokens (estimated as step times the "
+    "job's tokens per step), or both side by side.",
+)
+@source_option
+@db_option
+def loss(
+    job_ids: tuple[str, ...], output: str, x_axis: str, source: str | None, db_url: str | None
+) -> None:
+    """Train (solid) and validation (dashed) loss of the jobs in one figure, one colour per
+    job, from their checkpoints and metrics events.
+
+    The legend names each job with its main hyperparameters (lr=1e-5 bs=8 lora).
+    """
+    from typing import cast
+
+    from ftlog.db import open_store
+    from ftlog.plots import LossAxis, plot_loss
+
+    with open_store(db_url) as engine:
+        path = plot_loss(job_ids, output, engine, source=source, x=cast("LossAxis", x_axis))
+    click.echo(f"wrote {path}", err=True)

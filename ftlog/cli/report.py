@@ -11,21 +11,24 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
-from ftlog.cli.options import db_option
+from ftlog.cli.options import db_option, load_price_file, prices_option
 
 if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy import Engine
 
+    from ftlog.analysis import CostGroup
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXPORTS = (
     "jobs", "hyperparameters", "snapshots", "status-history", "throughput",
-    "throughput-summary", "comparison",
+    "throughput-summary", "comparison", "events", "checkpoints", "loss-curves", "cost",
 )  # fmt: skip
 JOB_TABLE_COLUMNS = (
     "job_id", "source", "model", "status", "created_at", "finished_at", "trained_tokens",
@@ -36,7 +39,16 @@ SUMMARY_TABLE_COLUMNS = (
     "job_id", "source", "status", "trained_tokens", "queued_s", "running_s",
     "mean_tokens_per_s", "median_tokens_per_s", "peak_tokens_per_s", "intervals", "started_at",
 )  # fmt: skip
-"""What ``ftlog throughput`` shows as a table; csv and json carry every column."""
+"""What ``ftlog throughput`` shows as a table (and the cost, when any job has a price); csv
+and json carry every column."""
+COST_TABLE_COLUMNS = ("estimated_cost", "currency")
+RECENT_EVENTS = 10
+"""How many of a job's events ``ftlog show`` lists, the most recent."""
+EVENT_TABLE_COLUMNS = ("created_at", "level", "type", "message")
+CHECKPOINT_TABLE_COLUMNS = (
+    "step", "created_at", "train_loss", "valid_loss", "full_valid_loss",
+    "train_mean_token_accuracy", "valid_mean_token_accuracy",
+)  # fmt: skip
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -185,7 +197,8 @@ def jobs(
 @format_option("table", "json")
 @db_option
 def show(job_id: str, source: str | None, fmt: str, db_url: str | None) -> None:
-    """Everything recorded about one job: fields, hyperparameters, status timeline, throughput.
+    """Everything recorded about one job: fields, hyperparameters, status timeline, throughput,
+    recent events and the losses at its checkpoints.
 
     An unknown JOB_ID, or one recorded under several sources without --source, is an error
     (exit code 2).
@@ -206,6 +219,20 @@ def show(job_id: str, source: str | None, fmt: str, db_url: str | None) -> None:
     click.echo(export.format_table(report["status_history"]))
     click.echo("\nThroughput\n")
     click.echo(export.format_fields(_present(report["throughput"])))
+    click.echo(f"\nRecent events (the last {RECENT_EVENTS})\n")
+    click.echo(_section_table(report["events"], EVENT_TABLE_COLUMNS, max_width=72))
+    click.echo("\nCheckpoints\n")
+    click.echo(_section_table(report["checkpoints"], CHECKPOINT_TABLE_COLUMNS))
+
+
+def _section_table(frame: pd.DataFrame, columns: Sequence[str], max_width: int = 40) -> str:
+    """The columns of a section that hold something, or a note that there is nothing."""
+    from ftlog import export
+
+    if frame.empty:
+        return "(none recorded)"
+    shown = [c for c in columns if c in frame.columns and frame[c].notna().any()]
+    return export.format_table(frame[shown], max_width=max_width)
 
 
 def _job_report(engine: Engine, job_id: str, source: str | None) -> dict[str, Any]:
@@ -225,12 +252,18 @@ def _job_report(engine: Engine, job_id: str, source: str | None) -> dict[str, An
         "observed_at", kind="stable"
     )
     summary = analysis.throughput_summary(engine, **filters)
+    events = analysis.load_events(engine, **filters).tail(RECENT_EVENTS)
+    checkpoints = analysis.load_checkpoints(engine, **filters)
+    # The step of a checkpoint: its step_number, else the step its metrics name.
+    checkpoints["step"] = checkpoints["step_number"].fillna(checkpoints["step"])
     named = ["source", "job_id"]
     return {
         "job": _first_row(job),
         "hyperparameters": _first_row(hyper.drop(columns=named, errors="ignore")),
         "status_history": history.drop(columns=named, errors="ignore"),
         "throughput": _first_row(summary.drop(columns=[*named, *job.columns], errors="ignore")),
+        "events": events.drop(columns=named).reset_index(drop=True),
+        "checkpoints": checkpoints.drop(columns=[*named, "step_number"]),
     }
 
 
@@ -272,6 +305,7 @@ def _json(value: Any) -> str:
     help="One row per interval between two snapshots instead of one summary row per job.",
 )
 @filter_options
+@prices_option
 @format_option("table", "csv", "json")
 @db_option
 def throughput(
@@ -282,21 +316,33 @@ def throughput(
     source: str | None,
     since: datetime | None,
     until: datetime | None,
+    prices_path: Path | None,
     fmt: str,
     db_url: str | None,
 ) -> None:
-    """Training speed per job: tokens and steps per second, time queued and running.
+    """Training speed per job: tokens and steps per second, time queued and running, and
+    the estimated cost (ftlog cost explains the prices).
 
     With no JOB_ID, every job matching the filters.
     """
     from ftlog import analysis
 
-    read = analysis.throughput if intervals else analysis.throughput_summary
+    if intervals and prices_path is not None:
+        raise click.UsageError("--prices applies to the summary, not to --intervals")
+    prices = load_price_file(prices_path)
+    filters = _filters(statuses, model, source, since, until, job_ids)
     with _store(db_url) as engine:
         if job_ids:
             _known_jobs(engine, job_ids, source)
-        frame = read(engine, **_filters(statuses, model, source, since, until, job_ids))
-    _emit(frame, fmt, () if intervals else SUMMARY_TABLE_COLUMNS)
+        if intervals:
+            frame = analysis.throughput(engine, **filters)
+        else:
+            frame = analysis.throughput_summary(engine, prices=prices, **filters)
+    table_columns: tuple[str, ...] = ()
+    if not intervals:
+        priced = frame["estimated_cost"].notna().any()
+        table_columns = SUMMARY_TABLE_COLUMNS + (COST_TABLE_COLUMNS if priced else ())
+    _emit(frame, fmt, table_columns)
 
 
 @click.command()
@@ -308,21 +354,29 @@ def throughput(
     help="Show every hyperparameter, not only those that differ between the jobs.",
 )
 @click.option("--source", metavar="NAME", help="The jobs' source, when several hold a JOB_ID.")
+@prices_option
 @format_option("table", "csv", "json")
 @db_option
 def compare(
-    job_ids: tuple[str, ...], show_all: bool, source: str | None, fmt: str, db_url: str | None
+    job_ids: tuple[str, ...],
+    show_all: bool,
+    source: str | None,
+    prices_path: Path | None,
+    fmt: str,
+    db_url: str | None,
 ) -> None:
     """Hyperparameters and outcomes of jobs side by side, one column per job.
 
     By default only the hyperparameters that differ; --all shows every one. The outcome
-    rows (status, tokens, time queued and running, speed) are always shown.
+    rows (status, tokens, time queued and running, speed, final and best train and
+    validation loss at the checkpoints, estimated cost) are always shown.
     """
     from ftlog import analysis
 
+    prices = load_price_file(prices_path)
     with _store(db_url) as engine:
         frame = analysis.compare_hyperparameters(
-            job_ids, engine, only_different=not show_all, source=source
+            job_ids, engine, only_different=not show_all, source=source, prices=prices
         )
     _emit(frame, fmt)
 
@@ -355,6 +409,12 @@ def compare(
     is_flag=True,
     help="For comparison: every hyperparameter, not only those that differ.",
 )
+@click.option(
+    "--by",
+    type=click.Choice(["model", "source", "day"]),
+    help="For cost: one row per base model (the default), source, or creation day (UTC).",
+)
+@prices_option
 @filter_options
 @db_option
 def export(
@@ -364,6 +424,8 @@ def export(
     fmt: str | None,
     no_escape: bool,
     show_all: bool,
+    by: str | None,
+    prices_path: Path | None,
     statuses: tuple[str, ...],
     model: str | None,
     source: str | None,
@@ -380,8 +442,13 @@ def export(
       snapshots           one row per distinct observed state of a job
       status-history      one row per status change
       throughput          one row per interval between two snapshots
-      throughput-summary  one row per job: speed, time queued and running
+      throughput-summary  one row per job: speed, time queued and running, cost
       comparison          hyperparameters and outcomes, one column per JOB_ID
+      events              one row per event of a job
+      checkpoints         one row per checkpoint, with its metrics
+      loss-curves         one row per job, step and loss (train_loss, valid_loss,
+                          full_valid_loss), with the tokens trained by that step
+      cost                estimated cost per model (--by source, day) and currency
 
     JOB_IDs and the filters narrow any export. Times are ISO 8601 UTC
     (2026-01-31T12:00:00Z); nulls are empty cells (CSV) or null (JSON lines).
@@ -397,21 +464,34 @@ def export(
         raise click.UsageError("export comparison takes JOB_IDs (and --source), not filters")
     if show_all and name != "comparison":
         raise click.UsageError("--all applies to export comparison only")
+    if by is not None and name != "cost":
+        raise click.UsageError("--by applies to export cost only")
+    if prices_path is not None and name not in ("cost", "throughput-summary", "comparison"):
+        raise click.UsageError("--prices applies to export cost, throughput-summary, comparison")
+    prices = load_price_file(prices_path)
     with _store(db_url) as engine:
         if name == "comparison":
             frame = analysis.compare_hyperparameters(
-                job_ids, engine, only_different=not show_all, source=source
+                job_ids, engine, only_different=not show_all, source=source, prices=prices
             )
         else:
             if job_ids:
                 _known_jobs(engine, job_ids, source)
-            read = {
-                "jobs": analysis.load_jobs,
-                "hyperparameters": analysis.load_hyperparameters,
-                "snapshots": analysis.load_snapshots,
-                "status-history": analysis.load_status_history,
-                "throughput": analysis.throughput,
-                "throughput-summary": analysis.throughput_summary,
-            }[name]
-            frame = read(engine, **filters)
+            if name == "cost":
+                group = cast("CostGroup", by or "model")
+                frame = analysis.cost_totals(engine, by=group, prices=prices, **filters)
+            elif name == "throughput-summary":
+                frame = analysis.throughput_summary(engine, prices=prices, **filters)
+            else:
+                read = {
+                    "jobs": analysis.load_jobs,
+                    "hyperparameters": analysis.load_hyperparameters,
+                    "snapshots": analysis.load_snapshots,
+                    "status-history": analysis.load_status_history,
+                    "throughput": analysis.throughput,
+                    "events": analysis.load_events,
+                    "checkpoints": analysis.load_checkpoints,
+                    "loss-curves": analysis.loss_curves,
+                }[name]
+                frame = read(engine, **filters)
     writer.write_frame(frame, output, file_format, escape=not no_escape)

@@ -1,0 +1,118 @@
+"""Estimated costs: trained tokens priced by a :class:`~ftlog.pricing.PriceTable`.
+
+**Which prices.** Every function takes ``prices``: a :class:`~ftlog.pricing.PriceTable`, or
+None for :func:`default_prices`, the table ``ftlog`` commands use without ``--prices``: the
+config file's (``$FTLOG_CONFIG``, else the default file) profile named by
+``$FTLOG_PROFILE``, else its ``default_profile``, with that profile's own prices first;
+without a profile, the top-level ``[prices]``; no config file means no prices. Pass
+``PriceTable()`` to read no file at all.
+
+**Never a made-up number.** A job's ``estimated_cost`` is ``trained_tokens / 1e6 ×
+per_million_tokens`` in the price's ``currency``, and NA (with currency NA) when no key of
+the table matches its model (matching: :mod:`ftlog.pricing`), or NA (with the price's
+currency) when the job reports no trained tokens yet. A job's tokens count whatever its
+status: a running job's cost is that of the tokens trained so far; a failed job's that of
+the tokens it trained before it failed.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Unpack
+
+import pandas as pd
+
+from ftlog.analysis._read import Filters, Kind, StoreLike, columns, public, reading
+from ftlog.pricing import PriceTable, estimate_costs
+
+CostGroup = Literal["model", "source", "day"]
+COST_GROUPS: tuple[CostGroup, ...] = ("model", "source", "day")
+COST_TOTAL_COLUMNS = columns(
+    "currency jobs:int priced_jobs:int unpriced_jobs:int trained_tokens:int estimated_cost:float"
+)
+"""The columns of :func:`cost_totals` after the group's own (``model``, ``source`` or ``day``)."""
+
+
+def default_prices() -> PriceTable:
+    """The price table ftlog commands use when not given ``--prices``: see the module docs.
+
+    Raises :class:`~ftlog.errors.UsageProblem` for a config file that is invalid, or for
+    ``$FTLOG_PROFILE`` naming a profile it does not have.
+    """
+    from ftlog import settings
+    from ftlog.config import load_config
+
+    config = load_config(None)
+    profile = config.profile(settings.env(settings.PROFILE))
+    return profile.prices if profile is not None else config.prices
+
+
+def job_costs(jobs: pd.DataFrame, prices: PriceTable | None) -> pd.DataFrame:
+    """``estimated_cost`` (Float64) and ``currency`` (string) of each row of ``jobs`` (with
+    ``model`` and ``trained_tokens``), on its index."""
+    table = default_prices() if prices is None else prices
+    return estimate_costs(jobs["model"], jobs["trained_tokens"], table)
+
+
+def cost_totals(
+    store: StoreLike = None,
+    *,
+    by: CostGroup = "model",
+    prices: PriceTable | None = None,
+    **filters: Unpack[Filters],
+) -> pd.DataFrame:
+    """The estimated cost of the selected jobs, one row per group and currency.
+
+    Groups, by ``by``: ``model`` (the base model), ``source``, or ``day``: the UTC date the
+    job was *created* (``YYYY-MM-DD`` text), the same time the ``since``/``until`` filters
+    select on, so a day's row holds every job of that day the filters let through.
+
+    Columns: the group's, then ``COST_TOTAL_COLUMNS``. A group's jobs are split by the
+    currency of their price; jobs with no price form the group's row with ``currency`` NA.
+    ``jobs`` counts the row's jobs: ``priced_jobs`` those with an estimate,
+    ``unpriced_jobs`` the others (no price, or no trained tokens reported yet).
+    ``trained_tokens`` sums the tokens of all the row's jobs that report them (NA if none
+    does); ``estimated_cost`` sums the estimates of the priced ones only, NA when there are
+    none: a job without a price is counted, never costed, and two currencies are never
+    added together. Rows are ordered by group, then currency (NA last).
+    """
+    if by not in COST_GROUPS:
+        raise ValueError(f"by must be one of {', '.join(COST_GROUPS)}, not {by!r}")
+    table = default_prices() if prices is None else prices
+    with reading(store, filters) as (_, _, jobs):
+        costs = job_costs(jobs, table)
+    key = jobs["created_at"].dt.strftime("%Y-%m-%d") if by == "day" else jobs[by]
+    rows = pd.DataFrame(
+        {
+            by: key.astype("string"),
+            "currency": costs["currency"],
+            "trained_tokens": jobs["trained_tokens"],
+            "estimated_cost": costs["estimated_cost"],
+            "priced": costs["estimated_cost"].notna().astype("int64"),
+        }
+    )
+    groups = rows.groupby([by, "currency"], dropna=False, sort=True)
+    totals = pd.DataFrame(
+        {
+            "jobs": groups.size(),
+            "priced_jobs": groups["priced"].sum(),
+            "trained_tokens": groups["trained_tokens"].sum(min_count=1),
+            "estimated_cost": groups["estimated_cost"].sum(min_count=1),
+        }
+    ).reset_index()
+    totals["unpriced_jobs"] = totals["jobs"] - totals["priced_jobs"]
+    kinds: dict[str, Kind] = {by: "str", **COST_TOTAL_COLUMNS}
+    return public(totals, kinds)
+
+
+def currency_totals(totals: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`cost_totals` frame summed over its groups: one row per currency (NA last),
+    with ``COST_TOTAL_COLUMNS``."""
+    groups = totals.groupby("currency", dropna=False, sort=True)
+    summed = pd.DataFrame(
+        {
+            name: groups[name].sum(min_count=1)
+            for name in ("jobs", "priced_jobs", "unpriced_jobs", "trained_tokens")
+        }
+    )
+    summed["estimated_cost"] = groups["estimated_cost"].sum(min_count=1)
+    return public(summed.reset_index(), COST_TOTAL_COLUMNS)

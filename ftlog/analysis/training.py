@@ -1,0 +1,172 @@
+"""What the API said about training itself: events, checkpoints and loss curves.
+
+**Loss curves** (:func:`loss_curves`) join two records of the losses:
+
+- checkpoints: ``train_loss``, ``valid_loss`` and ``full_valid_loss`` at the checkpoint's
+  ``step_number`` (its ``step`` metric when the API gave no ``step_number``);
+- metrics events (``type == "metrics"``): the numbers under ``step`` and ``train_loss`` (and
+  ``valid_loss``, ``full_valid_loss`` when present) in the event's ``data``. A value that is
+  not a number, or a step that is not a whole number >= 0, is left out.
+
+Each job has at most one value per step and metric. Where both have one, the
+**checkpoint's wins**: it is the evaluation of a model that was kept (and carries the full
+precision; events often repeat it rounded). Between two events (or two checkpoints) for the
+same step, the one created last wins.
+
+**Trained tokens at a step** are estimated as ``step × tokens_per_step`` of the job, where
+``tokens_per_step = trained_tokens / trained_steps`` from the job's latest fields (as in
+:func:`~ftlog.analysis.throughput_summary`). A succeeded job that reports no
+``trained_steps`` (OpenAI reports no step counts) divides by its ``total_steps``, else by
+the highest step it has a loss for (its last). NA when none of these is known. Training
+consumes about the same number of tokens per step (to within packing), so this is exact at
+the job's last step and close everywhere else, and every point of a job gets one
+(interpolating between snapshots would not, for steps trained before the first poll).
+"""
+
+from __future__ import annotations
+
+from typing import Unpack
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import ColumnElement, Connection, func
+
+from ftlog.analysis._read import (
+    Filters,
+    StoreLike,
+    attach,
+    checkpoints_table,
+    child,
+    columns,
+    events_table,
+    fetch,
+    floats,
+    job_order,
+    job_rows,
+    public,
+    reading,
+)
+
+EVENT_COLUMNS = columns("source job_id event_id created_at:time level type message data:json")
+CHECKPOINT_COLUMNS = columns(
+    "source job_id checkpoint_id created_at:time step_number:int fine_tuned_model_checkpoint"
+    " step:int train_loss:float train_mean_token_accuracy:float valid_loss:float"
+    " valid_mean_token_accuracy:float full_valid_loss:float full_valid_mean_token_accuracy:float"
+)
+LOSS_METRICS = ("train_loss", "valid_loss", "full_valid_loss")
+"""The metrics of :func:`loss_curves`, in the order rows of one step come."""
+LOSS_CURVE_COLUMNS = columns("source job_id step:int trained_tokens:float metric value:float")
+LOSS_OUTCOMES = ("final_train_loss", "best_train_loss", "final_valid_loss", "best_valid_loss")
+"""The loss rows of :func:`~ftlog.analysis.compare_hyperparameters`, from checkpoints."""
+
+
+def load_events(store: StoreLike = None, **filters: Unpack[Filters]) -> pd.DataFrame:
+    """Each recorded event of each job, in time order (``EVENT_COLUMNS``).
+
+    ``level``, ``type`` and ``message`` as the API gave them; ``data`` is the event's data
+    object as canonical JSON text (sorted keys), NA when it had none (a non-object value is
+    kept as ``{"value": ...}``).
+    """
+    with reading(store, filters) as (conn, conds, jobs):
+        return child(conn, jobs, events_table, conds, EVENT_COLUMNS, "created_at", "id")
+
+
+def load_checkpoints(store: StoreLike = None, **filters: Unpack[Filters]) -> pd.DataFrame:
+    """Each recorded checkpoint of each job, in time order (``CHECKPOINT_COLUMNS``).
+
+    ``step_number`` and ``fine_tuned_model_checkpoint`` as the API gave them; the other
+    columns are the checkpoint's ``metrics`` (NA when absent or not a number). Metrics
+    ftlog has no column for are kept in the store (``checkpoints.body``).
+    """
+    with reading(store, filters) as (conn, conds, jobs):
+        return child(
+            conn, jobs, checkpoints_table, conds, CHECKPOINT_COLUMNS, "created_at", "step_number"
+        )
+
+
+events = load_events
+checkpoints = load_checkpoints
+
+
+def loss_curves(store: StoreLike = None, **filters: Unpack[Filters]) -> pd.DataFrame:
+    """Train and validation loss against step, one row per job, step and metric
+    (``LOSS_CURVE_COLUMNS``; ``metric`` is one of ``LOSS_METRICS``).
+
+    Built from checkpoints and metrics events, one value per step and metric (the
+    checkpoint's wins), with ``trained_tokens`` estimated at each step: see the
+    :mod:`ftlog.analysis.training` docstring. Rows come job by job, then by step, then in
+    ``LOSS_METRICS`` order.
+    """
+    with reading(store, filters) as (conn, conds, jobs):
+        found = [_checkpoint_points(conn, conds), _event_points(conn, conds)]
+    points = pd.concat(found, ignore_index=True)
+    step = pd.to_numeric(points["step"], errors="coerce").astype("float64")
+    whole = step.notna() & (step >= 0) & (step == np.floor(step))
+    points = points.assign(step=step)[whole & points["value"].notna()]
+    rank = points["metric"].map({m: i for i, m in enumerate(LOSS_METRICS)})
+    order = job_order(
+        jobs, points["job_pk"], points["step"], rank, points["origin"], -points["created_at"],
+        -points["id"],
+    )  # fmt: skip
+    points = points.iloc[order].drop_duplicates(["job_pk", "step", "metric"])
+    last_step = points.groupby("job_pk")["step"].max()
+    per_step = _tokens_per_step(jobs, last_step).reindex(points["job_pk"].to_numpy("int64"))
+    points["trained_tokens"] = floats(points["step"]) * per_step.to_numpy()
+    return public(attach(jobs, points), LOSS_CURVE_COLUMNS)
+
+
+def loss_outcomes(
+    conn: Connection, conds: list[ColumnElement[bool]], jobs: pd.DataFrame
+) -> pd.DataFrame:
+    """``LOSS_OUTCOMES`` by ``job_pk``: per loss (``train_loss``, ``valid_loss``) the value
+    of the job's last checkpoint that has it (by step, then time) and the lowest value."""
+    c = checkpoints_table.c
+    step = func.coalesce(c.step_number, c.step).label("step")
+    selected = [c.job_pk, step, c.created_at, c.train_loss, c.valid_loss]
+    raw = fetch(conn, selected, checkpoints_table, job_rows(conds, checkpoints_table))
+    raw = raw.iloc[job_order(jobs, raw["job_pk"], raw["step"], raw["created_at"])]
+    out = pd.DataFrame(index=pd.Index(jobs["job_pk"], name="job_pk"))
+    for loss in ("train", "valid"):
+        values = raw.groupby("job_pk")[f"{loss}_loss"]
+        out[f"final_{loss}_loss"] = values.last()
+        out[f"best_{loss}_loss"] = values.min()
+    return out.astype("Float64")
+
+
+def _checkpoint_points(conn: Connection, conds: list[ColumnElement[bool]]) -> pd.DataFrame:
+    c = checkpoints_table.c
+    step = func.coalesce(c.step_number, c.step).label("step")
+    selected = [c.job_pk, c.id, c.created_at, step, *(c[m] for m in LOSS_METRICS)]
+    raw = fetch(conn, selected, checkpoints_table, job_rows(conds, checkpoints_table))
+    return _long(raw, origin=0)
+
+
+def _event_points(conn: Connection, conds: list[ColumnElement[bool]]) -> pd.DataFrame:
+    e = events_table.c
+    numbers = [e.data[name].as_string().label(name) for name in ("step", *LOSS_METRICS)]
+    where = [e.type == "metrics", *job_rows(conds, events_table)]
+    raw = fetch(conn, [e.job_pk, e.id, e.created_at, *numbers], events_table, where)
+    return _long(raw, origin=1)
+
+
+def _long(raw: pd.DataFrame, origin: int) -> pd.DataFrame:
+    """One row per point and metric: job_pk, id, created_at, step, origin, metric, value."""
+    numbers = {m: pd.to_numeric(raw[m], errors="coerce").astype("float64") for m in LOSS_METRICS}
+    wide = raw.drop(columns=list(LOSS_METRICS)).assign(origin=origin, **numbers)
+    keys = ["job_pk", "id", "created_at", "step", "origin"]
+    long = wide.melt(id_vars=keys, value_vars=list(LOSS_METRICS), var_name="metric")
+    return long.reset_index(drop=True)
+
+
+def _tokens_per_step(jobs: pd.DataFrame, last_step: pd.Series) -> pd.Series:
+    """By ``job_pk``: the job's trained tokens per step (see the module docstring);
+    ``last_step`` is the highest step with a loss, by ``job_pk``."""
+    tokens = jobs["trained_tokens"].astype("Float64")
+    steps = jobs["trained_steps"].astype("Float64")
+    done = jobs["status"] == "succeeded"
+    total = jobs["total_steps"].astype("Float64").where(done)
+    last = pd.Series(last_step.reindex(jobs["job_pk"]).to_numpy(), index=jobs.index)
+    for fallback in (total, last.astype("Float64").where(done)):
+        steps = steps.where(steps > 0).fillna(fallback.where(fallback > 0))
+    per_step = (tokens / steps).to_numpy(dtype="float64", na_value=np.nan)
+    return pd.Series(per_step, index=jobs["job_pk"].to_numpy("int64"))
