@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -217,7 +217,9 @@ def _sync_list(
     pages = (_prefetched if expect_all else _timed)(client.iter_job_pages(limit=PAGE_SIZE))
     for page, observed_at in pages:
         records = _parse_items(page.jobs, summary)
-        known = store.stored_jobs(engine, source_id, [r.job_id for r in records])
+        # Only a listing that may stop early needs the stored state (read before saving).
+        ids = [r.job_id for r in records]
+        known = {} if expect_all else store.stored_jobs(engine, source_id, ids)
         _save(engine, source_id, [Observation(r, observed_at) for r in records], summary, channels)
         covered.update(r.job_id for r in records)
         if progress:
@@ -402,16 +404,14 @@ def watch(
 ) -> Iterator[RunSummary]:
     """Snapshot every ``interval`` seconds until the watched jobs are all finished.
 
-    Watches ``plan.job_ids``, or (when empty) whatever the store has as unfinished after a
-    first sync of the list. Yields each pass's summary.
+    Watches ``plan.job_ids``, or (when empty) every job: each pass is then an incremental
+    sync (new jobs are seen too), and watching ends when none is left unfinished. Yields
+    each pass's summary.
     """
     job_ids = plan.job_ids
-    first = True
     while True:
         started = time.monotonic()
-        this_pass = plan if job_ids else replace(plan, active_only=not first)
-        yield snapshot(engine, client, source_id, this_pass, command="watch")
-        first = False
+        yield snapshot(engine, client, source_id, plan, command="watch")
         if not _any_unfinished(engine, source_id, job_ids):
             return
         sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -489,3 +489,26 @@ def test_a_store_locked_too_long_stops_the_run_with_exit_75(
         holder.close()
     assert result.exit_code == 75, result.output
     assert "another ftlog run" in result.output
+
+
+def test_watch_without_job_ids_sees_jobs_created_while_it_runs(engine: Engine, sim_factory) -> None:
+    from ftlog.collector import watch
+
+    early = one_job(id="ftjob-early", total_steps=10)
+    late = JobSpec(id="ftjob-late", created_at=T0 + 150, total_steps=10)
+    sim = sim_factory([early, late], now=T0 + 1)
+
+    with sim.client() as client:
+        source_id = store.ensure_source(engine, "sim", sim.base_url)
+        passes = watch(
+            engine,
+            client,
+            source_id,
+            SnapshotPlan(details=()),
+            1.0,
+            sleep=lambda _: sim.clock.advance(100),
+        )
+        list(passes)
+    with engine.connect() as conn:
+        statuses = {row.job_id: row.status for row in conn.execute(select(Job.job_id, Job.status))}
+    assert statuses == {"ftjob-early": "succeeded", "ftjob-late": "succeeded"}
