@@ -257,7 +257,9 @@ def hyperparameter_labels(hyper: pd.DataFrame, keys: Sequence[str] | None = None
     chosen = [k for k in ordered if k in hyper.columns][:MAX_LABEL_KEYS]
     labels: dict[str, str] = {}
     for row in hyper.to_dict(orient="records"):
-        parts = [_label_part(key, row.get(key)) for key in chosen]
+        # LoRA's rank, alpha and dropout mean nothing for a full fine-tune.
+        shown = [k for k in chosen if not (k.startswith("lora_") and row.get("lora") is False)]
+        parts = [_label_part(key, row.get(key)) for key in shown]
         labels[str(row["job_id"])] = " ".join(part for part in parts if part)
     return labels
 
@@ -267,11 +269,16 @@ def _label_part(key: str, value: Any) -> str:
         return ""
     if key in ("lora", "packing"):
         return key if value else f"no-{key}"
-    if isinstance(value, float):
-        text = f"{value:g}".replace("e-0", "e-").replace("e+0", "e")
-    else:
-        text = str(value)
+    text = _compact_number(value) if isinstance(value, float) else str(value)
     return f"{SHORT_NAMES.get(key, key)}={text}"
+
+
+def _compact_number(value: float) -> str:
+    """1e-5, 3e-5, 1e-4 alike (not 0.0001 beside 1e-05); plain decimals from 0.01 up."""
+    if value == 0 or abs(value) >= 0.01:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def _known(job_ids: Sequence[str], store: str | Engine | None, source: str | None) -> list[str]:
