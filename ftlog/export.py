@@ -163,6 +163,19 @@ def format_table(frame: pd.DataFrame, *, max_width: int = 40) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def format_comparison(frame: pd.DataFrame, *, max_width: int = 40) -> str:
+    """A table whose rows are named quantities and whose columns are jobs (a comparison):
+    each row is formatted by its name, as :func:`format_table` formats a column."""
+    rows = {
+        str(name): _format_column(pd.Series(list(values)).infer_objects(), max_width, str(name))[0]
+        for name, values in frame.iterrows()
+    }
+    cells = pd.DataFrame(rows).T
+    cells.columns = pd.Index([str(c) for c in frame.columns])
+    cells.index.name = frame.index.name or "name"
+    return format_table(cells, max_width=max_width)
+
+
 def format_fields(fields: dict[str, Any], *, max_width: int = 80) -> str:
     """``name: value`` lines, names aligned, values formatted as in :func:`format_table`."""
     if not fields:
@@ -229,7 +242,7 @@ def _format_numbers(values: pd.Series, *, whole_as_int: bool = True) -> pd.Serie
     if finite.empty or (whole_as_int and (finite == finite.round()).all()):
         return values.round().astype("Int64").astype(str).str.replace(_THOUSANDS, ",", regex=True)
     if finite.abs().max() < 1:
-        return values.map("{:.3g}".format, na_action="ignore")
+        return values.map(compact_number, na_action="ignore")
     return values.map("{:,.1f}".format, na_action="ignore")
 
 
@@ -274,7 +287,16 @@ def _format_value(value: Any, max_width: int) -> str:
 
 
 def _float_text(value: float) -> str:
-    return f"{value:.3g}" if abs(value) < 1 else f"{value:,.1f}"
+    return compact_number(value) if abs(value) < 1 else f"{value:,.1f}"
+
+
+def compact_number(value: float) -> str:
+    """Three significant digits, small values alike in scientific notation: ``1e-5``,
+    ``3e-5``, ``1e-4`` (not ``0.0001`` beside ``1e-05``); ``0.531`` from 0.01 up."""
+    if value == 0 or abs(value) >= 0.01:
+        return f"{value:.3g}"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 # --- shared preparation ----------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ftlog import analysis
 from ftlog.errors import FtlogError, UsageProblem
+from ftlog.export import compact_number
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -269,16 +270,8 @@ def _label_part(key: str, value: Any) -> str:
         return ""
     if key in ("lora", "packing"):
         return key if value else f"no-{key}"
-    text = _compact_number(value) if isinstance(value, float) else str(value)
+    text = compact_number(value) if isinstance(value, float) else str(value)
     return f"{SHORT_NAMES.get(key, key)}={text}"
-
-
-def _compact_number(value: float) -> str:
-    """1e-5, 3e-5, 1e-4 alike (not 0.0001 beside 1e-05); plain decimals from 0.01 up."""
-    if value == 0 or abs(value) >= 0.01:
-        return f"{value:g}"
-    mantissa, exponent = f"{value:.2e}".split("e")
-    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def _known(job_ids: Sequence[str], store: str | Engine | None, source: str | None) -> list[str]:

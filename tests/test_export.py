@@ -201,7 +201,7 @@ def test_table_formats_numbers_times_and_text() -> None:
     ]
     assert set(lines[1]) == {"-", " "}
     assert "ftjob-a" in lines[2] and "1,234,567" in lines[2] and "1,234.6" in lines[2]
-    assert "1e-05" in lines[2] and "2026-01-01 12:34" in lines[2] and ":56" not in lines[2]
+    assert "1e-5" in lines[2] and "2026-01-01 12:34" in lines[2] and ":56" not in lines[2]
     assert "x" * 19 + "…" in lines[2] and "x" * 20 not in lines[2]
     assert "\x1b" not in lines[3] and "bad [31m line" in lines[3]
     # Numbers are right-aligned: the token column ends at the same place on every line.
@@ -228,3 +228,18 @@ def test_format_fields() -> None:
         "at              2026-01-01 12:00",
         "error           -",
     ]
+
+
+def test_comparison_table_formats_each_row_by_its_name() -> None:
+    frame = pd.DataFrame(
+        {"ftjob-a": [1e-5, 1.5, 12_000.25, 0.5308], "ftjob-b": [1e-4, 3725.0, 9_000.0, 0.6]},
+        index=pd.Index(
+            ["learning_rate", "running_s", "mean_tokens_per_s", "final_valid_loss"], name="name"
+        ),
+    )
+    lines = export.format_comparison(frame).splitlines()
+    cells = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert cells["learning_rate"] == ["1e-5", "1e-4"]
+    assert cells["running_s"] == ["0:00:02", "1:02:05"]
+    assert cells["mean_tokens_per_s"] == ["12,000.2", "9,000.0"]
+    assert cells["final_valid_loss"] == ["0.5308", "0.6000"]

@@ -176,7 +176,7 @@ def test_show_prints_every_section(history: str) -> None:
     assert text.startswith("Job ftjob-fast")
     for section in ("Hyperparameters", "Status timeline", "Throughput"):
         assert f"\n{section}\n" in text
-    assert "learning_rate" in text and "1e-05" in text
+    assert "learning_rate" in text and "1e-5" in text
     assert "succeeded" in text and "running" in text and "queued" in text
     assert "mean_tokens_per_s" in text and "0:30:00" in text  # running_s as h:mm:ss
 

@@ -378,7 +378,12 @@ def compare(
         frame = analysis.compare_hyperparameters(
             job_ids, engine, only_different=not show_all, source=source, prices=prices
         )
-    _emit(frame, fmt)
+    if fmt == "table":
+        from ftlog import export
+
+        click.echo(export.format_comparison(frame))
+    else:
+        _emit(frame, fmt)
 
 
 @click.command()
