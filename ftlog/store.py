@@ -379,13 +379,18 @@ def _apply(
     result.new_jobs += is_new
     if record.sha256 != cur.sha256:
         result.changed += 1
-        writes.jobs[cur.pk] = {
-            "pk": cur.pk,
-            "status": record.status,
-            "created_at": record.created_at,
-            "payload_sha256": record.sha256,
-            **record.fields,
-        }
+        # A new job's row was inserted from this very object: only its hash is missing.
+        writes.jobs[cur.pk] = (
+            {"pk": cur.pk, "payload_sha256": record.sha256}
+            if is_new
+            else {
+                "pk": cur.pk,
+                "status": record.status,
+                "created_at": record.created_at,
+                "payload_sha256": record.sha256,
+                **record.fields,
+            }
+        )
         writes.hyperparameters[cur.pk] = {
             "job_pk": cur.pk,
             **record.hyperparameters.typed,

@@ -112,6 +112,19 @@ def test_empty_database_gets_the_schema(empty_engine: Engine) -> None:
     assert "jobs" in tables(empty_engine)
 
 
+def test_the_quick_revision_check_agrees_with_alembic(tmp_path: Path) -> None:
+    """ensure_schema's every-run check reads the scripts without alembic; it must find
+    alembic's head, and answer None (leaving the decision to alembic) when unsure."""
+    assert store_db.scripted_head() == store_db.head_revision()
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    for name in ("a", "b"):  # two heads
+        (versions / f"{name}.py").write_text(f'revision = "{name}"\ndown_revision = None\n')
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store_db, "migrations_dir", lambda: tmp_path)
+        assert store_db.scripted_head() is None
+
+
 def test_database_behind_the_code_asks_for_upgrade(engine: Engine, db_url: str) -> None:
     store_db.downgrade(engine, "-1")
     result = CliRunner().invoke(main, ["jobs", "--db", db_url])

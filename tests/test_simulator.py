@@ -194,6 +194,20 @@ def test_touch_changes_the_next_answer(connect: Connect) -> None:
         api.touch(["ftjob-a"], created_at=0)
 
 
+def test_touch_control_changes_the_newest_jobs(connect: Connect) -> None:
+    api = SimulatedAPI([spec(), spec(id="ftjob-b", created_at=T0 + 1)], clock=ManualClock(FINISHED))
+    client = connect(api)
+    before = {job["id"]: job for job in client.get("/fine_tuning/jobs").json()["data"]}
+    control = str(client.base_url).removesuffix("/v1/") + "/_sim/touch"
+    answer = httpx.post(control, params={"n": 1})
+    assert answer.status_code == 200 and answer.json() == {"touched": ["ftjob-b"]}
+    after = {job["id"]: job for job in client.get("/fine_tuning/jobs").json()["data"]}
+    assert after["ftjob-a"] == before["ftjob-a"] and after["ftjob-b"] != before["ftjob-b"]
+    assert httpx.post(control, params={"n": "x"}).status_code == 400
+    assert httpx.post(control.replace("touch", "nothing")).status_code == 404
+    assert client.post("/fine_tuning/jobs").status_code == 404  # no POST on the API itself
+
+
 # --- Listing --------------------------------------------------------------------------------
 
 
@@ -458,6 +472,24 @@ def test_the_command_serves_until_terminated() -> None:
         rest = process.stderr.read() if process.stderr else ""
     assert process.returncode == 0
     assert "Traceback" not in rest
+
+
+def test_the_command_can_stop_the_clock_after_every_job_finished() -> None:
+    command = "from ftlog.cli.simulate import simulate; simulate()"
+    args = ["--port", "0", "--jobs", "5", "--at-end"]
+    with subprocess.Popen(
+        [sys.executable, "-c", command, *args], stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            banner = process.stderr.readline() if process.stderr else ""
+            assert "clock stopped after every job finished" in banner
+            url = banner.split(" at ")[1].split()[0]
+            headers = {"Authorization": "Bearer any"}
+            jobs = httpx.get(f"{url}/fine_tuning/jobs", headers=headers).json()["data"]
+            assert len(jobs) == 5
+            assert {job["status"] for job in jobs} <= {"succeeded", "failed", "cancelled"}
+        finally:
+            process.terminate()
 
 
 def test_the_command_rejects_a_bad_fault_spec() -> None:

@@ -37,6 +37,12 @@ from ftlog.cli.options import verbosity_options
     help="Simulated seconds per real second.",
 )
 @click.option(
+    "--at-end",
+    is_flag=True,
+    help="Stop the clock once every job has finished, so the answers never change "
+    "(for benchmarks; --speed is then ignored).",
+)
+@click.option(
     "--faults",
     metavar="SPEC",
     default="",
@@ -69,6 +75,7 @@ def simulate(
     port: int,
     n_jobs: int,
     speed: float,
+    at_end: bool,
     faults: str,
     seed: int,
     token: str | None,
@@ -78,21 +85,24 @@ def simulate(
 
     Jobs go through validating_files, queued, running and end succeeded, failed or
     cancelled, in simulated time. Point ftlog at it with FTLOG_BASE_URL set to the URL
-    printed on stderr. Request counters: GET /_sim/stats.
+    printed on stderr. Request counters: GET /_sim/stats. POST /_sim/touch?n=N (from
+    loopback only) changes the N newest jobs.
     """
     import signal
 
-    from ftlog.simulator import SimulatedAPI, make_jobs, parse_faults, serve
+    from ftlog.simulator import ManualClock, SimulatedAPI, make_jobs, parse_faults, serve
 
     try:
         fault_rules = parse_faults(faults)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--faults") from None
     jobs = make_jobs(n_jobs, seed, flavor="openai" if flavor == "openai" else "nebius")
-    api = SimulatedAPI(jobs, speed=speed, seed=seed, faults=fault_rules, token=token)
+    clock = ManualClock(max((j.finished_at for j in jobs), default=0)) if at_end else None
+    api = SimulatedAPI(jobs, clock=clock, speed=speed, seed=seed, faults=fault_rules, token=token)
 
     def announce(url: str) -> None:
-        click.echo(f"ftlog simulate: serving {n_jobs} jobs at {url} (speed {speed:g}x)", err=True)
+        pace = "clock stopped after every job finished" if at_end else f"speed {speed:g}x"
+        click.echo(f"ftlog simulate: serving {n_jobs} jobs at {url} ({pace})", err=True)
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as cleanly as on Ctrl-C
     try:

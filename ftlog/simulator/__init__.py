@@ -13,6 +13,8 @@ Endpoints (all GET, JSON):
   them: ``after`` is the id of the last item of the previous page and returns the next *older*
   items.
 * ``/_sim/stats`` - request counters; needs no token and is never faulted.
+* ``POST /_sim/touch?n=N`` - change the ``N`` newest jobs (see ``SimulatedAPI.touch``), so that
+  a benchmark in another process can make some jobs differ; answered to loopback clients only.
 
 ``limit`` defaults to 20 and may be at most 100. Faults: see :func:`parse_faults`.
 

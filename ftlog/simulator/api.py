@@ -30,6 +30,7 @@ JOB_ROUTE = JOBS_PATH + "/{job_id}"
 EVENTS_ROUTE = JOB_ROUTE + "/events"
 CHECKPOINTS_ROUTE = JOB_ROUTE + "/checkpoints"
 STATS_PATH = "/_sim/stats"
+TOUCH_PATH = "/_sim/touch"
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
@@ -162,6 +163,24 @@ class SimulatedAPI:
         for job_id in job_ids:
             spec = self._specs[job_id]
             self._specs[job_id] = replace(spec, **{"revision": spec.revision + 1, **changes})
+
+    def control(self, target: str) -> Response:
+        """Answer ``POST target`` on a control path; the server serves it to loopback only.
+
+        ``/_sim/touch?n=N`` touches (see :meth:`touch`) the ``N`` newest jobs created by the
+        clock's time and answers ``{"touched": [ids]}``: a way for a benchmark or test in
+        another process to make 1% of the jobs change.
+        """
+        url = urlsplit(target)
+        if url.path.rstrip("/") != TOUCH_PATH:
+            return _error(404, "Unknown control URL", "not_found")
+        raw = _first(parse_qs(url.query), "n") or "1"
+        if not raw.isdigit():
+            return _error(400, f"n must be a whole number, not {raw!r}", "invalid_request")
+        start = bisect.bisect_left(self._neg_created, -int(self.clock.now()))
+        touched = self._order[start : start + int(raw)]
+        self.touch(touched)
+        return Response(200, _encode({"touched": touched}))
 
     def stats_snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -320,3 +339,8 @@ def _spoil(response: Response, fault: FaultRule, route: str) -> Response:
             del job["status"]
         response.body = _encode(payload)
     return response
+
+
+def control_refused() -> Response:
+    """The answer to a control request from an address that is not loopback."""
+    return _error(403, "Control requests are accepted from loopback only", "forbidden")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import threading
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ftlog.simulator.api import BASE_PATH, SimulatedAPI
+from ftlog.simulator.api import BASE_PATH, Response, SimulatedAPI, control_refused
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,19 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:
-        response = self.server.api.handle(self.path, self.headers.get("Authorization"))
+        self._send(self.server.api.handle(self.path, self.headers.get("Authorization")))
+
+    def do_POST(self) -> None:
+        """Control requests (``/_sim/touch``), from a loopback address only."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        if not ipaddress.ip_address(self.client_address[0]).is_loopback:
+            self._send(control_refused())
+            return
+        self._send(self.server.api.control(self.path))
+
+    def _send(self, response: Response) -> None:
         if response.delay:
             time.sleep(response.delay)
         if response.drop_connection:
