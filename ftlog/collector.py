@@ -30,6 +30,8 @@ from ftlog.store import Observation, SaveResult
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
+ANALYZE_AFTER_NEW_JOBS = 1000
+"""A listing that recorded this many new jobs refreshes the planner's statistics."""
 
 
 def default_source_name(base_url: str) -> str:
@@ -212,6 +214,7 @@ def _sync_list(
     """Page through the job list; returns the ids it recorded."""
     listed_before = store.last_completed_listing(engine, source_id)
     covered: set[str] = set()
+    unanalyzed = 0  # new jobs since the planner's statistics were last refreshed
     # A listing expected to go to the end fetches the next page while it saves this one.
     expect_all = full or listed_before is None
     pages = (_prefetched if expect_all else _timed)(client.iter_job_pages(limit=PAGE_SIZE))
@@ -220,7 +223,12 @@ def _sync_list(
         # Only a listing that may stop early needs the stored state (read before saving).
         ids = [r.job_id for r in records]
         known = {} if expect_all else store.stored_jobs(engine, source_id, ids)
+        new_before = summary.result.new_jobs
         _save(engine, source_id, [Observation(r, observed_at) for r in records], summary, channels)
+        unanalyzed += summary.result.new_jobs - new_before
+        if unanalyzed >= ANALYZE_AFTER_NEW_JOBS:
+            store.refresh_statistics(engine)
+            unanalyzed = 0
         covered.update(r.job_id for r in records)
         if progress:
             progress(len(page.jobs))

@@ -89,6 +89,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def _configure_postgres(engine: Engine) -> None:
+    # Batch executemany INSERTs into multi-row VALUES statements, as SQLAlchemy does for
+    # psycopg2: psycopg 3 pipelines them, but still runs one statement per row on the server.
+    engine.dialect.use_insertmanyvalues_wo_returning = True
+
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         with dbapi_connection.cursor() as cursor:

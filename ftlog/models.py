@@ -88,7 +88,8 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        UniqueConstraint("source_id", "job_id"),
+        # job_id first: lookups by a page of job ids use it even before the planner has stats.
+        UniqueConstraint("job_id", "source_id"),
         Index("ix_jobs_status", "status"),
         Index("ix_jobs_created_at", "created_at"),
     )

@@ -95,12 +95,13 @@ class _Current:
     pk: int
     status: str
     sha256: str
-    """Empty for a job row created by this batch that holds no object yet."""
     last_seen_at: datetime
     snapshot_state: JobState | None
     snapshot_pk: int | None
     """The stored current snapshot, unless this batch started a new one:"""
     pending_snapshot: dict[str, Any] | None = None
+    inserted: bool = False
+    """The row was created by this batch from the observation not yet applied."""
 
 
 # --- sources and runs ---------------------------------------------------------------------
@@ -224,6 +225,17 @@ def unfinished_job_ids(engine: Engine, source_id: int) -> list[str]:
 # --- the write path -----------------------------------------------------------------------
 
 
+def refresh_statistics(engine: Engine) -> None:
+    """Let Postgres's planner see how big the tables have grown (ANALYZE, as after any bulk
+    load). A new store has no statistics until autovacuum runs, and the planner then takes
+    the jobs table for empty and scans it for every page, so a first sync slows as it grows.
+    SQLite needs nothing of the kind."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE jobs, snapshots, status_history, raw_payloads")
+
+
 def save_observations(
     engine: Engine,
     source_id: int,
@@ -266,8 +278,10 @@ def _save(
 ) -> SaveResult:
     result = SaveResult()
     job_ids = sorted({o.record.job_id for o in observations})
-    _insert_new_jobs(conn, source_id, observations, job_ids)
+    inserted = _insert_new_jobs(conn, source_id, observations, job_ids)
     current = _lock_and_read(conn, source_id, job_ids)
+    for job_id in inserted:
+        current[job_id].inserted = True
     writes = _Writes()
     for obs in observations:
         _apply(obs, current, writes, result)
@@ -278,8 +292,9 @@ def _save(
 
 def _insert_new_jobs(
     conn: Connection, source_id: int, observations: Sequence[Observation], job_ids: list[str]
-) -> None:
-    """Create rows for jobs the store has not seen, in job-id order (a fixed lock order)."""
+) -> set[str]:
+    """Create rows for jobs the store has not seen, from their first observation, in job-id
+    order (a fixed lock order); returns the ids of the rows this call created."""
     known = set(
         conn.execute(
             select(_jobs.c.job_id).where(
@@ -292,7 +307,7 @@ def _insert_new_jobs(
         if obs.record.job_id not in known:
             first.setdefault(obs.record.job_id, obs)
     if not first:
-        return
+        return set()
     rows = [
         {
             "source_id": source_id,
@@ -301,14 +316,18 @@ def _insert_new_jobs(
             "created_at": obs.record.created_at,
             "first_seen_at": obs.observed_at,
             "last_seen_at": obs.observed_at,
-            # An empty hash marks the row as not yet holding any object: _apply fills it.
-            "payload_sha256": "",
+            "payload_sha256": obs.record.sha256,
             **obs.record.fields,
         }
         for job_id, obs in sorted(first.items())
     ]
-    stmt = insert_for(conn, _jobs).on_conflict_do_nothing(index_elements=["source_id", "job_id"])
-    conn.execute(stmt, rows)
+    stmt = (
+        insert_for(conn, _jobs)
+        .on_conflict_do_nothing(index_elements=["source_id", "job_id"])
+        .returning(_jobs.c.job_id)
+    )
+    # A collector racing us may have created some meanwhile: those are not ours to start.
+    return set(conn.execute(stmt, rows).scalars())
 
 
 def _lock_and_read(conn: Connection, source_id: int, job_ids: list[str]) -> dict[str, _Current]:
@@ -372,31 +391,29 @@ def _apply(
     record, at = obs.record, obs.observed_at
     cur = current[record.job_id]
     writes.add_payload(cur.pk, record, at)
-    is_new = cur.sha256 == ""
+    is_new, cur.inserted = cur.inserted, False
     if not is_new and at < cur.last_seen_at:
         result.stale += 1
         return
-    result.new_jobs += is_new
-    if record.sha256 != cur.sha256:
+    if is_new:
+        # The row was inserted from this very observation: only the other tables are due.
+        result.new_jobs += 1
+    else:
+        writes.jobs.setdefault(cur.pk, {"pk": cur.pk})["last_seen_at"] = at
+    if is_new or record.sha256 != cur.sha256:
         result.changed += 1
-        # A new job's row was inserted from this very object: only its hash is missing.
-        writes.jobs[cur.pk] = (
-            {"pk": cur.pk, "payload_sha256": record.sha256}
-            if is_new
-            else {
-                "pk": cur.pk,
+        if not is_new:
+            writes.jobs[cur.pk] |= {
                 "status": record.status,
                 "created_at": record.created_at,
                 "payload_sha256": record.sha256,
                 **record.fields,
             }
-        )
         writes.hyperparameters[cur.pk] = {
             "job_pk": cur.pk,
             **record.hyperparameters.typed,
             "extra": record.hyperparameters.extra,
         }
-    writes.jobs.setdefault(cur.pk, {"pk": cur.pk})["last_seen_at"] = at
     if is_new or record.status != cur.status:
         previous = None if is_new else cur.last_seen_at
         from_status = None if is_new else cur.status

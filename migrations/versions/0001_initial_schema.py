@@ -90,7 +90,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
-        sa.UniqueConstraint("source_id", "job_id", name=op.f("uq_jobs_source_id_job_id")),
+        sa.UniqueConstraint("job_id", "source_id", name=op.f("uq_jobs_job_id_source_id")),
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_index("ix_jobs_created_at", ["created_at"], unique=False)
