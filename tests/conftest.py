@@ -51,7 +51,7 @@ def _postgres_base_url() -> str:
             pytest.fail(f"{POSTGRES_ENV} is not set; CI must test on Postgres")
         pytest.skip(
             f"Postgres tests need {POSTGRES_ENV} (e.g. "
-            "postgresql+psycopg://postgres@127.0.0.1:5432/test); `make test` sets it"
+            "postgresql+psycopg://postgres@127.0.0.1:5432/test); .ci/run sets it"
         )
     return url
 
