@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -124,6 +123,8 @@ def _source_id(engine: Any, source: str | None, base_url: str) -> int:
 def _report(summary: RunSummary, as_json: bool) -> None:
     """The summary: one line on stderr (unless -q), JSON on stdout with --json; exit code."""
     if as_json:
+        import json
+
         click.echo(json.dumps(summary.as_dict(), indent=2))
     if not is_quiet(click.get_current_context()):
         click.echo(summary.line(), err=True)

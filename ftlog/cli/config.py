@@ -10,12 +10,15 @@ table that applies from :func:`current_prices`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from ftlog.cli.options import PathParam
+
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ftlog.config import Config, Profile
     from ftlog.pricing import PriceTable
 
@@ -36,7 +39,7 @@ def _config_file_option(**extra: Any) -> Callable[[F], F]:
     return click.option(
         "--config",
         "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=PathParam(dir_okay=False),
         metavar="PATH",
         help=_CONFIG_HELP,
         **extra,

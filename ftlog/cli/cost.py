@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import click
@@ -13,6 +12,8 @@ from ftlog.cli.options import db_option, load_price_file, prices_option
 from ftlog.cli.report import _filters, filter_options, format_option
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
     from ftlog.analysis import CostGroup

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ftlog.cli.options import is_quiet, verbosity_options
+from ftlog.cli.options import PathParam, is_quiet, verbosity_options
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class _Live:
@@ -40,8 +43,8 @@ class _Live:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("ftlog-demo"),
+    type=PathParam(file_okay=False),
+    default="ftlog-demo",
     show_default=True,
     help="Folder for the store, the CSV exports and the plots; created if needed. A folder "
     "holding anything but an earlier demo's files is refused; an earlier demo's files are "

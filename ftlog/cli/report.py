@@ -6,12 +6,10 @@ Unknown job ids are bad input: a one-line error and exit code 2.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
@@ -19,6 +17,8 @@ import click
 from ftlog.cli.options import db_option, load_price_file, prices_option
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
     from sqlalchemy import Engine
 
@@ -279,6 +279,8 @@ def _present(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json_ready(report: dict[str, Any]) -> dict[str, Any]:
+    import json
+
     from ftlog import export
 
     return {
@@ -294,6 +296,8 @@ def _first_row(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def _json(value: Any) -> str:
+    import json
+
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
