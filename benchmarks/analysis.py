@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, text
+from sqlalchemy import Engine, text
 
 from benchmarks.harness import (
     ROOT,
@@ -41,7 +41,7 @@ from benchmarks.harness import (
 )
 from benchmarks.peak import peak_kb
 from ftlog.db import create_store_engine, ensure_schema, head_revision
-from ftlog.models import Job, Snapshot, Source, StatusChange
+from ftlog.models import Job, Snapshot, Source, StatusChange, table
 
 TARGET = 1.5
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -62,10 +62,10 @@ FLOOR_SQL = (
 )
 """The snapshot columns throughput_summary reads, every row."""
 
-_jobs: Table = Job.__table__  # type: ignore[assignment]
-_snapshots: Table = Snapshot.__table__  # type: ignore[assignment]
-_sources: Table = Source.__table__  # type: ignore[assignment]
-_history: Table = StatusChange.__table__  # type: ignore[assignment]
+_jobs = table(Job)
+_snapshots = table(Snapshot)
+_sources = table(Source)
+_history = table(StatusChange)
 
 
 # --- the data ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, Table, func, or_, select
 from ftlog.client import FineTuningClient
 from ftlog.db import write_transaction
 from ftlog.errors import APIError, NotFound, PayloadError
-from ftlog.models import Checkpoint, Event, Job
+from ftlog.models import Checkpoint, Event, Job, table
 from ftlog.parse import CheckpointRecord, EventRecord, parse_checkpoint, parse_event
 from ftlog.store import insert_for
 
@@ -28,10 +28,10 @@ Kind = Literal["events", "checkpoints"]
 
 PAGE_SIZE = 100
 
-_jobs: Table = Job.__table__  # type: ignore[assignment]
+_jobs = table(Job)
 _tables: dict[Kind, Table] = {
-    "events": Event.__table__,  # type: ignore[dict-item]
-    "checkpoints": Checkpoint.__table__,  # type: ignore[dict-item]
+    "events": table(Event),
+    "checkpoints": table(Checkpoint),
 }
 _id_columns: dict[Kind, str] = {"events": "event_id", "checkpoints": "checkpoint_id"}
 _synced_columns: dict[Kind, str] = {

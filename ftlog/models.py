@@ -7,7 +7,7 @@ All times are stored as UTC and come back timezone-aware, on SQLite and on Postg
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -70,6 +71,11 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSON(),
         list[Any]: JSON(),
     }
+
+
+def table(model: type[Base]) -> Table:
+    """A model's Core table, typed as one (declarative types ``__table__`` as a FromClause)."""
+    return cast(Table, model.__table__)
 
 
 class Source(Base):

@@ -24,11 +24,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import httpx
-from sqlalchemy import Engine, Table, or_, select
+from sqlalchemy import Engine, or_, select
 
 from ftlog import settings
 from ftlog.db import write_transaction
-from ftlog.models import Job, Notification, Source, StatusChange
+from ftlog.models import Job, Notification, Source, StatusChange, table
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ WEBHOOK_TIMEOUT_S = 10.0
 MAX_ATTEMPTS = 20
 """After this many failed deliveries a notification is given up (it stays in the table)."""
 
-_notifications: Table = Notification.__table__  # type: ignore[assignment]
+_notifications = table(Notification)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,19 +31,20 @@ from ftlog.models import (
     Snapshot,
     Source,
     StatusChange,
+    table,
 )
 from ftlog.parse import JobRecord, JobState
 
 log = logging.getLogger(__name__)
 
-_jobs: Table = Job.__table__  # type: ignore[assignment]
-_hyper: Table = Hyperparameters.__table__  # type: ignore[assignment]
-_payloads: Table = RawPayload.__table__  # type: ignore[assignment]
-_snapshots: Table = Snapshot.__table__  # type: ignore[assignment]
-_history: Table = StatusChange.__table__  # type: ignore[assignment]
-_runs: Table = CollectorRun.__table__  # type: ignore[assignment]
-_sources: Table = Source.__table__  # type: ignore[assignment]
-_notifications: Table = Notification.__table__  # type: ignore[assignment]
+_jobs = table(Job)
+_hyper = table(Hyperparameters)
+_payloads = table(RawPayload)
+_snapshots = table(Snapshot)
+_history = table(StatusChange)
+_runs = table(CollectorRun)
+_sources = table(Source)
+_notifications = table(Notification)
 
 DEADLOCK_RETRIES = 3
 

@@ -39,6 +39,7 @@ from ftlog.models import (
     Source,
     StatusChange,
     UTCDateTime,
+    table,
 )
 from ftlog.parse import canonical_json
 
@@ -57,13 +58,13 @@ class Filters(TypedDict, total=False):
     until: datetime | str | None
 
 
-jobs_table: Table = Job.__table__  # type: ignore[assignment]
-sources_table: Table = Source.__table__  # type: ignore[assignment]
-hyper_table: Table = Hyperparameters.__table__  # type: ignore[assignment]
-snapshots_table: Table = Snapshot.__table__  # type: ignore[assignment]
-history_table: Table = StatusChange.__table__  # type: ignore[assignment]
-events_table: Table = Event.__table__  # type: ignore[assignment]
-checkpoints_table: Table = Checkpoint.__table__  # type: ignore[assignment]
+jobs_table = table(Job)
+sources_table = table(Source)
+hyper_table = table(Hyperparameters)
+snapshots_table = table(Snapshot)
+history_table = table(StatusChange)
+events_table = table(Event)
+checkpoints_table = table(Checkpoint)
 
 Kind = Literal["str", "int", "float", "bool", "time", "json"]
 DTYPES: dict[Kind, str] = {
