@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from ftlog.collector import RunSummary
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+PROGRESS_AFTER_S = 1.0
+"""A run shows its progress on a terminal once it has taken this long."""
 
 
 def api_options(func: F) -> F:
@@ -133,16 +137,25 @@ def _report(summary: RunSummary, as_json: bool) -> None:
 
 
 @contextmanager
-def _progress(total_hint: int | None = None) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar on a terminal (stderr), nothing under cron."""
-    ctx = click.get_current_context()
-    if is_quiet(ctx) or not sys.stderr.isatty():
+def _progress() -> Iterator[Callable[[int], None] | None]:
+    """A running count on a terminal (stderr) once the work has taken a second; nothing
+    under cron. The total is not known in advance: the job list is paged until it is done."""
+    if is_quiet(click.get_current_context()) or not sys.stderr.isatty():
         yield None
         return
-    with click.progressbar(
-        length=total_hint or 0, label="jobs", file=sys.stderr, show_pos=True
-    ) as bar:
-        yield bar.update
+    started, done = time.monotonic(), 0
+
+    def update(jobs: int) -> None:
+        nonlocal done
+        done += jobs
+        if time.monotonic() - started >= PROGRESS_AFTER_S:
+            click.echo(f"\r  {done:,} jobs recorded…", err=True, nl=False)
+
+    try:
+        yield update
+    finally:
+        if time.monotonic() - started >= PROGRESS_AFTER_S:
+            click.echo("\r\033[K", err=True, nl=False)  # clear the line for the summary
 
 
 @click.command()
