@@ -33,6 +33,8 @@ import importlib.util
 import math
 import os
 import shlex
+import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -606,12 +608,13 @@ def next_steps(result: DemoResult) -> str:
     by_suffix = {job.suffix: job.id for job in result.jobs}
     failed = next((job.id for job in result.jobs if job.outcome == "failed"), result.jobs[0].id)
     compared = " ".join(by_suffix[s] for s in ("baseline", "lora-r16", "lora-bs32"))
+    ftlog = _ftlog_command()
     lines += [
         "",
         "What next",
-        f"  ftlog jobs --db {db}",
-        f"  ftlog show {failed} --db {db}",
-        f"  ftlog compare {compared} --db {db}",
+        f"  {ftlog} jobs --db {db}",
+        f"  {ftlog} show {failed} --db {db}",
+        f"  {ftlog} compare {compared} --db {db}",
     ]
     notebook = Path(__file__).resolve().parent.parent / "notebooks" / "ftlog-tour.ipynb"
     if notebook.exists():
@@ -621,6 +624,15 @@ def next_steps(result: DemoResult) -> str:
             "   (pip install jupyterlab)"
         )
     return "\n".join(lines)
+
+
+def _ftlog_command() -> str:
+    """``ftlog`` when it is on the PATH, else the script beside this Python (``make demo``
+    runs it from the project's virtualenv, which the shell may not have activated)."""
+    script = Path(sys.executable).with_name("ftlog")
+    if shutil.which("ftlog") or not script.exists():
+        return "ftlog"
+    return shlex.quote(display_path(script))
 
 
 def display_path(path: Path) -> str:
