@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Table, func, or_, select
+from sqlalchemy import Engine, Table, or_, select
 
 from ftlog.client import FineTuningClient
 from ftlog.db import write_transaction
@@ -128,20 +128,18 @@ def _save(
     table = _tables[kind]
     rows = [_row(record, job_pk, now) for record in records]
     with write_transaction(engine) as conn:
-        before = _count(conn, table, job_pk)
+        added = 0
         if rows:
-            stmt = insert_for(conn, table).on_conflict_do_nothing(
-                index_elements=["job_pk", _id_columns[kind]]
+            stmt = (
+                insert_for(conn, table)
+                .on_conflict_do_nothing(index_elements=["job_pk", _id_columns[kind]])
+                .returning(table.c.id)
             )
-            conn.execute(stmt, rows)
+            added = len(conn.execute(stmt, rows).all())  # the rows not already stored
         conn.execute(
             _jobs.update().where(_jobs.c.id == job_pk).values({_synced_columns[kind]: sha})
         )
-        return _count(conn, table, job_pk) - before
-
-
-def _count(conn: Any, table: Table, job_pk: int) -> int:
-    return int(conn.execute(select(func.count()).where(table.c.job_pk == job_pk)).scalar_one())
+    return added
 
 
 def _row(record: EventRecord | CheckpointRecord, job_pk: int, now: datetime) -> dict[str, Any]:

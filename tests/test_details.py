@@ -46,8 +46,9 @@ def test_details_are_fetched_incrementally_and_stored_once(
     sim = sim_factory([spec])
     running_at = spec.started_at + 400  # 4 of 10 metrics events so far
     sim.clock.set(running_at)
-    run(engine, sim)
+    first_run = run(engine, sim)
     events_now = visible(job_events(spec), running_at)
+    assert first_run.details_added["events"] == len(events_now)
     assert sorted(stored_ids(engine, Event, "event_id")) == sorted(events_now)
     first = detail_requests(sim)
     assert first["events"] == len(events_now) // 3 + 1  # paged back with the after cursor
@@ -57,8 +58,9 @@ def test_details_are_fetched_incrementally_and_stored_once(
 
     later = spec.started_at + 500
     sim.clock.set(later)
-    run(engine, sim)
+    later_run = run(engine, sim)
     new_events = visible(job_events(spec), later) - events_now
+    assert later_run.details_added["events"] == len(new_events)
     assert 0 < len(new_events) < 3
     assert detail_requests(sim)["events"] == first["events"] + 1  # one page held them all
     assert sorted(stored_ids(engine, Event, "event_id")) == sorted(visible(job_events(spec), later))
