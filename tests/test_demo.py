@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from ftlog import analysis, demo
+from ftlog import analysis
 from ftlog.cli import main
 from ftlog.cli.report import EXPORTS as REPORT_EXPORTS
+from ftlog.demo import run as demo
 from ftlog.models import TERMINAL_STATUSES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
