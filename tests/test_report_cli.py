@@ -373,7 +373,8 @@ REPORT_COMMANDS = ("jobs", "show", "throughput", "compare", "export", "plot")
 def _commands(group: click.Group, names: tuple[str, ...]) -> list[click.Command]:
     found: list[click.Command] = []
     for name in names:
-        command = group.commands[name]
+        command = group.get_command(click.Context(group), name)
+        assert command is not None, name
         found.append(command)
         if isinstance(command, click.Group):
             found.extend(_commands(command, tuple(command.commands)))
@@ -390,6 +391,6 @@ def test_every_command_and_option_has_help() -> None:
 
 
 def _path(command: click.Command) -> tuple[str, ...]:
-    if command.name in main.commands:
+    if command.name in main.list_commands(click.Context(main)):
         return (str(command.name),)
     return ("plot", str(command.name))

@@ -1,11 +1,14 @@
 """The ``ftlog`` command line: a thin layer over the library.
 
 Command modules import only click at module level; each command imports the library it
-needs inside its body, so ``ftlog --help`` stays as fast as click itself.
+needs inside its body, so ``ftlog --help`` stays as fast as click itself. A command's module
+is imported only when the command is looked up (click's lazy-loading pattern), so
+``ftlog snapshot`` and ``ftlog snapshot --help`` build one module's commands, not all.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -13,9 +16,40 @@ import click
 
 from ftlog import __version__
 
+COMMANDS = {
+    "snapshot": "collect:snapshot",
+    "ingest": "collect:ingest",
+    "watch": "collect:watch",
+    "simulate": "simulate:simulate",
+    "jobs": "report:jobs",
+    "show": "report:show",
+    "throughput": "report:throughput",
+    "compare": "report:compare",
+    "export": "report:export",
+    "plot": "plot:plot",
+    "cost": "cost:cost",
+    "config": "config:config",
+    "db": "db:db",
+    "demo": "demo:demo",
+}
+"""Each command's module in ``ftlog.cli`` and its name there."""
+
 
 class FtlogGroup(click.Group):
-    """Turns domain errors into a one-line message and their exit code, never a traceback."""
+    """Loads commands on demand, and turns domain errors into a one-line message and their
+    exit code, never a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attribute = target.partition(":")
+        module = importlib.import_module(f"ftlog.cli.{module_name}")
+        command: click.Command = getattr(module, attribute)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -60,27 +94,6 @@ def main() -> None:
         ftlog jobs; ftlog show JOB_ID; ftlog throughput; ftlog export snapshots -o s.csv
     """
 
-
-def _register() -> None:
-    from ftlog.cli import collect, config, cost, db, demo, plot, report, simulate
-
-    main.add_command(collect.snapshot)
-    main.add_command(collect.ingest)
-    main.add_command(collect.watch)
-    main.add_command(config.config)
-    main.add_command(db.db)
-    main.add_command(simulate.simulate)
-    main.add_command(report.jobs)
-    main.add_command(report.show)
-    main.add_command(report.throughput)
-    main.add_command(report.compare)
-    main.add_command(report.export)
-    main.add_command(plot.plot)
-    main.add_command(cost.cost)
-    main.add_command(demo.demo)
-
-
-_register()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
