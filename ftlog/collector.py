@@ -267,9 +267,8 @@ def _prefetched(pages: Iterator[JobPage]) -> Iterator[tuple[JobPage, datetime]]:
         while (item := pending.result()) is not None:
             if item[0].has_more:
                 pending = pool.submit(fetch)
-                yield item
-            else:
-                yield item
+            yield item
+            if not item[0].has_more:
                 return
 
 

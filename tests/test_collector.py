@@ -21,7 +21,7 @@ from ftlog.client import RetryPolicy
 from ftlog.collector import SnapshotPlan, ingest, snapshot
 from ftlog.models import Hyperparameters, Job, RawPayload, Snapshot, StatusChange
 from ftlog.simulator import JobSpec, make_jobs
-from tests.helpers import T0, TOKEN, count, one_job, run
+from tests.helpers import T0, TOKEN, Sim, count, one_job, run
 
 
 def transitions(engine: Engine) -> list[tuple[str | None, str]]:
@@ -319,16 +319,7 @@ def test_two_collectors_at_once_record_each_change_once(
 ) -> None:
     jobs = make_jobs(300, seed=9, start=T0, spacing=30)
     sim = sim_factory(jobs, faults="slow:0.3:0.01", now=T0 + 5_000)  # many still running
-    base = [
-        "--base-url",
-        sim.base_url,
-        "--db",
-        db_url,
-        "--source",
-        "sim",
-        "--no-events",
-        "--no-checkpoints",
-    ]
+    base = list_only_args(sim, db_url)
     for _ in range(3):
         sim.clock.advance(600)
         procs = [ftlog("snapshot", "--full", *base) for _ in range(2)]
@@ -355,6 +346,20 @@ def test_two_collectors_at_once_record_each_change_once(
     assert first_sightings == count(engine, Job)
     assert broken_chains == 0
     assert_consistent(engine)
+
+
+def list_only_args(sim: Sim, db_url: str) -> list[str]:
+    """Options for `ftlog snapshot` recording only the job list from ``sim`` into ``db_url``."""
+    return [
+        "--base-url",
+        sim.base_url,
+        "--db",
+        db_url,
+        "--source",
+        "sim",
+        "--no-events",
+        "--no-checkpoints",
+    ]
 
 
 def assert_consistent(engine: Engine) -> None:
@@ -385,16 +390,7 @@ def test_collector_killed_mid_run_leaves_a_consistent_store(
 ) -> None:
     jobs = make_jobs(400, seed=10, start=T0, spacing=30)
     sim = sim_factory(jobs, faults="slow:0.5:0.05", now=T0 + 10_000_000)
-    base = [
-        "--base-url",
-        sim.base_url,
-        "--db",
-        db_url,
-        "--source",
-        "sim",
-        "--no-events",
-        "--no-checkpoints",
-    ]
+    base = list_only_args(sim, db_url)
     proc = ftlog("snapshot", "--full", *base)
     deadline = time.monotonic() + 60
     while count(engine, Job) < 100 and time.monotonic() < deadline:
