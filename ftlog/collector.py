@@ -132,6 +132,8 @@ class SnapshotPlan:
 
 Progress = Callable[[int], None]
 """Called with the number of jobs just handled (drives a progress bar)."""
+Clock = Callable[[], datetime]
+"""When an observation is made: an aware UTC datetime."""
 
 
 def snapshot(
@@ -142,6 +144,7 @@ def snapshot(
     *,
     command: str = "snapshot",
     progress: Progress | None = None,
+    clock: Clock | None = None,
 ) -> RunSummary:
     """One collector run against the API.
 
@@ -150,8 +153,12 @@ def snapshot(
     already saw (so every older job is known); then re-fetch the jobs recorded as unfinished
     that those pages did not cover. An up-to-date store costs one list request.
 
+    Observations are stamped with ``clock`` (default: the UTC wall clock); the demo passes
+    its simulated API's clock, so that one clock describes the whole store.
+
     Raises AuthError (the token was refused) after recording the run as failed.
     """
+    now = clock or _now
     summary = RunSummary(command)
     started = time.monotonic()
     run_id = store.start_run(engine, command, source_id)
@@ -159,16 +166,16 @@ def snapshot(
     try:
         covered: set[str] = set()
         if plan.job_ids:
-            _fetch_each(engine, client, source_id, plan.job_ids, summary, progress, channels)
+            _fetch_each(engine, client, source_id, plan.job_ids, summary, progress, channels, now)
         else:
             if not plan.active_only:
                 covered = _sync_list(
-                    engine, client, source_id, plan.full, summary, progress, channels
+                    engine, client, source_id, plan.full, summary, progress, channels, now
                 )
             unfinished = [
                 j for j in store.unfinished_job_ids(engine, source_id) if j not in covered
             ]
-            _fetch_each(engine, client, source_id, unfinished, summary, progress, channels)
+            _fetch_each(engine, client, source_id, unfinished, summary, progress, channels, now)
         if plan.details:
             details = collect_details(engine, client, source_id, plan.details)
             summary.details_added = details.added
@@ -210,6 +217,7 @@ def _sync_list(
     summary: RunSummary,
     progress: Progress | None,
     channels: Sequence[str],
+    now: Clock,
 ) -> set[str]:
     """Page through the job list; returns the ids it recorded."""
     listed_before = store.last_completed_listing(engine, source_id)
@@ -217,7 +225,7 @@ def _sync_list(
     unanalyzed = 0  # new jobs since the planner's statistics were last refreshed
     # A listing expected to go to the end fetches the next page while it saves this one.
     expect_all = full or listed_before is None
-    pages = (_prefetched if expect_all else _timed)(client.iter_job_pages(limit=PAGE_SIZE))
+    pages = (_prefetched if expect_all else _timed)(client.iter_job_pages(limit=PAGE_SIZE), now)
     for page, observed_at in pages:
         records = _parse_items(page.jobs, summary)
         # Only a listing that may stop early needs the stored state (read before saving).
@@ -254,13 +262,13 @@ def _is_settled(record: JobRecord, stored: store.StoredJob | None, listed_before
     )
 
 
-def _prefetched(pages: Iterator[JobPage]) -> Iterator[tuple[JobPage, datetime]]:
+def _prefetched(pages: Iterator[JobPage], now: Clock) -> Iterator[tuple[JobPage, datetime]]:
     """Pages with their fetch time, the next one fetched while the caller saves this one."""
     from concurrent.futures import ThreadPoolExecutor
 
     def fetch() -> tuple[JobPage, datetime] | None:
         page = next(pages, None)
-        return None if page is None else (page, _now())
+        return None if page is None else (page, now())
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftlog-prefetch") as pool:
         pending = pool.submit(fetch)
@@ -272,9 +280,9 @@ def _prefetched(pages: Iterator[JobPage]) -> Iterator[tuple[JobPage, datetime]]:
                 return
 
 
-def _timed(pages: Iterator[JobPage]) -> Iterator[tuple[JobPage, datetime]]:
+def _timed(pages: Iterator[JobPage], now: Clock) -> Iterator[tuple[JobPage, datetime]]:
     for page in pages:
-        yield page, _now()
+        yield page, now()
 
 
 def _fetch_each(
@@ -285,11 +293,12 @@ def _fetch_each(
     summary: RunSummary,
     progress: Progress | None,
     channels: Sequence[str],
+    now: Clock,
 ) -> None:
     for job_id in job_ids:
         try:
             obj = client.get_job(job_id)
-            observed_at = _now()
+            observed_at = now()
             record = parse_job(obj)
         except (NotFound, PayloadError) as err:
             _report(summary, str(err))
@@ -408,6 +417,7 @@ def watch(
     interval: float,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Clock | None = None,
 ) -> Iterator[RunSummary]:
     """Snapshot every ``interval`` seconds until the watched jobs are all finished.
 
@@ -418,7 +428,7 @@ def watch(
     job_ids = plan.job_ids
     while True:
         started = time.monotonic()
-        yield snapshot(engine, client, source_id, plan, command="watch")
+        yield snapshot(engine, client, source_id, plan, command="watch", clock=clock)
         if not _any_unfinished(engine, source_id, job_ids):
             return
         sleep(max(0.0, interval - (time.monotonic() - started)))
