@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import analysis, polling, startup, sync
+from benchmarks import analysis, network, peer, polling, startup, sync
 from benchmarks.harness import (
     RESULTS_DIR,
     Figure,
@@ -29,6 +29,8 @@ from benchmarks.harness import (
 
 BENCHMARKS: dict[str, Callable[[Settings], list[Figure]]] = {
     "sync": sync.run,
+    "network": network.run,
+    "peer": peer.run,
     "polling": polling.run,
     "analysis": analysis.run,
     "startup": startup.run,

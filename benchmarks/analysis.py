@@ -41,7 +41,7 @@ from benchmarks.harness import (
 )
 from benchmarks.peak import peak_kb
 from ftlog.db import create_store_engine, ensure_schema, head_revision
-from ftlog.models import Job, Snapshot, Source, StatusChange, table
+from ftlog.models import Job, Snapshot, Source, StatusChangeRow, table
 
 TARGET = 1.5
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -65,7 +65,7 @@ FLOOR_SQL = (
 _jobs = table(Job)
 _snapshots = table(Snapshot)
 _sources = table(Source)
-_history = table(StatusChange)
+_history = table(StatusChangeRow)
 
 
 # --- the data ---------------------------------------------------------------------------------

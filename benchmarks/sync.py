@@ -49,10 +49,12 @@ LIST_ONLY = ("--no-events", "--no-checkpoints")
 
 
 @contextmanager
-def simulator(jobs: int) -> Iterator[str]:
-    """``ftlog simulate`` in a child process; yields its base URL."""
+def simulator(jobs: int, latency: float = 0.0) -> Iterator[str]:
+    """``ftlog simulate`` in a child process, answering after ``latency`` seconds; yields its
+    base URL."""
     with tempfile.TemporaryFile("w+") as banner:
         args = ["simulate", "--port", "0", "--jobs", str(jobs), "--at-end", "--seed", "0"]
+        args += ["--latency", str(latency)]
         process = subprocess.Popen([sys.executable, "-m", "ftlog", *args], stderr=banner)
         try:
             url = _wait_for_url(banner, process)

@@ -21,18 +21,28 @@ import logging
 import math
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import quote
 
 import httpx
 
 from ftlog import __version__, settings
-from ftlog.errors import APIError, AuthError, NotFound, PayloadError, UsageProblem
+from ftlog.errors import (
+    APIError,
+    AuthError,
+    NotFound,
+    PayloadError,
+    UsageProblem,
+    shown,
+    shown_text,
+)
+from ftlog.redact import REDACTED, scrub
 
 logger = logging.getLogger("ftlog.client")
 
@@ -79,12 +89,101 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class JobPage:
-    """One page of ``GET /fine_tuning/jobs``: raw job items, newest first."""
+    """One page of a list (``GET /fine_tuning/jobs``, or a job's events or checkpoints): raw
+    items, newest first."""
 
     jobs: list[Any]
     has_more: bool
     last_id: str | None
     """The id of the last (oldest) item: the ``after`` cursor for the next page."""
+    after: str | None = None
+    """The cursor this page was asked for with (None for the first page)."""
+
+
+class Pager:
+    """Pages of a list, following the ``after`` cursor, never trusting it to advance.
+
+    Iterating yields each page with only the items not yielded before in this listing (an
+    item is known by its ``id``). The listing ends:
+
+    - at a page that says ``has_more: false``: ``complete`` is then True;
+    - at an empty page that says ``has_more: true``, a page with nothing new (the API
+      ignored the cursor, or repeated a page), a cursor already used, or a page that says
+      ``has_more`` without an id to continue from: ``problem`` then says which, in a phrase
+      naming the cursor, and ``complete`` stays False.
+
+    The caller may stop earlier (it has reached what it knows); ``complete`` is then False.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[str | None], JobPage],
+        *,
+        after: str | None = None,
+        what: str = "jobs",
+    ) -> None:
+        self._fetch = fetch
+        self._after = after
+        self._what = what
+        self._cursors: set[str] = set() if after is None else {after}
+        self._ids: set[str] = set()
+        self._done = False
+        self.complete = False
+        self.problem: str | None = None
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> JobPage:
+        if self._done:
+            raise StopIteration
+        page = self._fetch(self._after)
+        at = f"after={shown(self._after)}" if self._after is not None else "the first page"
+        # Items of earlier pages are dropped (a page repeated, or shifted by new jobs); two
+        # items of this page with one id are both kept, for the store to decide.
+        fresh = [item for item in page.jobs if _item_id(item) not in self._ids]
+        self._ids.update(i for i in map(_item_id, page.jobs) if i is not None)
+        if page.jobs and not fresh:
+            return self._stop(
+                f"the API sent a page of {self._what} already listed ({at}): it seems to "
+                "ignore the cursor"
+            )
+        if not page.has_more:
+            self.complete = self._done = True
+        elif not page.jobs:
+            return self._stop(f"the API sent an empty page that says has_more ({at})")
+        elif page.last_id is None:
+            return self._stop(f"the page says has_more but its last item has no id ({at})")
+        elif page.last_id in self._cursors:
+            # Keep what is new on this page; asking for the same cursor again would loop.
+            self.problem = f"the API sent a page ending at {shown(page.last_id)} again ({at})"
+            self._done = True
+        else:
+            self._cursors.add(page.last_id)
+            self._after = page.last_id
+        if len(fresh) == len(page.jobs):
+            return page
+        return JobPage(fresh, page.has_more, page.last_id, page.after)
+
+    def _stop(self, problem: str) -> JobPage:
+        self.problem, self._done = problem, True
+        raise StopIteration
+
+
+def _item_id(item: Any) -> str | None:
+    item_id = item.get("id") if isinstance(item, dict) else None
+    return item_id if isinstance(item_id, str) else None
+
+
+@dataclass(frozen=True)
+class NewItems:
+    """A job's events or checkpoints newer than those stored (see
+    :meth:`FineTuningClient.new_items`)."""
+
+    items: list[Any]
+    """Oldest first."""
+    complete: bool = True
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,8 +257,11 @@ class FineTuningClient:
         self.project_id = (project_id or "").strip() or None
         self.retry = retry or RetryPolicy()
         self.request_count = 0
+        """Requests actually sent, retries included (from every thread)."""
+        self._count_lock = threading.Lock()
         self._sleep = sleep
         self._clock = clock
+        self._pause = _Pause(clock, sleep)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={
@@ -198,12 +300,12 @@ class FineTuningClient:
         """The raw job object.
 
         Raises :class:`NotFound` naming the job on 404, and :class:`PayloadError` when the
-        body is not a JSON object.
+        body is not a JSON object or the id cannot be requested (see :func:`job_id_problem`).
         """
         path = _job_path(job_id)
-        response = self._get(path, {}, not_found=f"job {job_id} not found")
+        response = self._get(path, {}, not_found=f"job {shown(job_id)} not found")
         try:
-            body = _decode(response)
+            body = self._decode(response)
         except ValueError as err:
             raise PayloadError(job_id, f"response is not JSON: {err}") from None
         if not isinstance(body, dict):
@@ -215,18 +317,17 @@ class FineTuningClient:
     def list_jobs(self, limit: int = MAX_PAGE_LIMIT, after: str | None = None) -> JobPage:
         """One page of jobs, newest first, older than job ``after`` when given."""
         page = self._list("/fine_tuning/jobs", limit, after)
-        return JobPage(jobs=page.items, has_more=page.has_more, last_id=page.last_id)
+        return JobPage(jobs=page.items, has_more=page.has_more, last_id=page.last_id, after=after)
 
-    def iter_job_pages(
-        self, limit: int = MAX_PAGE_LIMIT, after: str | None = None
-    ) -> Iterator[JobPage]:
-        """Pages of jobs, newest first, until ``has_more`` is false or a page is empty.
+    def job_pages(self, limit: int = MAX_PAGE_LIMIT) -> Pager:
+        """The job list page by page, newest first, following the ``after`` cursor.
 
-        Lazy: the next page is requested only when the caller asks for it, so stopping early
-        (an incremental sync reaching stored jobs) costs no extra request.
+        Lazy: the next page is requested only when the caller asks for it, so a caller that
+        stops early (an incremental sync reaching stored jobs) costs no extra request. The
+        pager never trusts the cursor (see :class:`Pager`): it ends at the first page that
+        does not advance, and says why in ``problem``.
         """
-        for page in self._iter_pages("/fine_tuning/jobs", limit, after):
-            yield JobPage(jobs=page.items, has_more=page.has_more, last_id=page.last_id)
+        return Pager(lambda after: self.list_jobs(limit, after))
 
     # -- events and checkpoints -------------------------------------------------------------
 
@@ -235,94 +336,60 @@ class FineTuningClient:
     ) -> Iterator[Any]:
         """The job's raw events, one at a time, newest first (older than ``after`` if given).
 
-        Lazy, page by page, like :meth:`iter_job_pages`.
+        Lazy, page by page, like :meth:`job_pages`.
         """
-        for page in self._iter_pages(f"{_job_path(job_id)}/events", limit, after, job_id):
-            yield from page.items
+        for page in self._item_pages(job_id, "events", limit, after):
+            yield from page.jobs
 
     def iter_checkpoints(
         self, job_id: str, after: str | None = None, limit: int = MAX_PAGE_LIMIT
     ) -> Iterator[Any]:
         """The job's raw checkpoints, one at a time, newest first; as :meth:`iter_events`."""
-        for page in self._iter_pages(f"{_job_path(job_id)}/checkpoints", limit, after, job_id):
-            yield from page.items
+        for page in self._item_pages(job_id, "checkpoints", limit, after):
+            yield from page.jobs
 
-    def iter_new_events(
+    def new_items(
         self,
         job_id: str,
+        kind: Literal["events", "checkpoints"],
         newest_known_id: str | None,
         newest_known_created_at: float | None = None,
         *,
         limit: int = MAX_PAGE_LIMIT,
-    ) -> Iterator[Any]:
-        """The events newer than the newest one already stored, **oldest first**.
+    ) -> NewItems:
+        """The job's events (or checkpoints) newer than the newest one already stored,
+        **oldest first**.
 
         Pages from the newest and stops, without requesting another page, at the first item
         whose id is ``newest_known_id`` or whose ``created_at`` is older than
-        ``newest_known_created_at``; that item and everything older are not yielded. Items
-        with the same ``created_at`` but another id are yielded (the store deduplicates by id).
-        With neither bound, every event is yielded.
+        ``newest_known_created_at``; that item and everything older are left out. Items with
+        the same ``created_at`` but another id are kept (the store deduplicates by id). With
+        neither bound, every item is returned.
 
-        All the pages needed are fetched before the first item is yielded. Oldest first means
-        that a caller saving items as they come, and interrupted, never leaves a gap behind its
-        newest stored item (which the next run would take as "everything before is known").
+        Oldest first means that a caller saving items as they come, and interrupted, never
+        leaves a gap behind its newest stored item (which the next run would take as
+        "everything before is known"). ``complete`` is False when the listing ended before
+        reaching what is known because the paging went wrong (``problem`` says how).
         """
-        path = f"{_job_path(job_id)}/events"
-        return self._iter_new(path, job_id, newest_known_id, newest_known_created_at, limit)
+        pages = self._item_pages(job_id, kind, limit, None)
+        new: list[Any] = []
+        for page in pages:
+            for item in page.jobs:
+                if _is_known(item, newest_known_id, newest_known_created_at):
+                    return NewItems(new[::-1], complete=True)
+                new.append(item)
+        return NewItems(new[::-1], complete=pages.problem is None, problem=pages.problem)
 
-    def iter_new_checkpoints(
-        self,
-        job_id: str,
-        newest_known_id: str | None,
-        newest_known_created_at: float | None = None,
-        *,
-        limit: int = MAX_PAGE_LIMIT,
-    ) -> Iterator[Any]:
-        """The checkpoints newer than the newest one stored, oldest first; as
-        :meth:`iter_new_events`."""
-        path = f"{_job_path(job_id)}/checkpoints"
-        return self._iter_new(path, job_id, newest_known_id, newest_known_created_at, limit)
+    def _item_pages(self, job_id: str, kind: str, limit: int, after: str | None) -> Pager:
+        path = f"{_job_path(job_id)}/{kind}"
+
+        def fetch(cursor: str | None) -> JobPage:
+            page = self._list(path, limit, cursor, job_id)
+            return JobPage(page.items, page.has_more, page.last_id, cursor)
+
+        return Pager(fetch, after=after, what=kind)
 
     # -- paging -----------------------------------------------------------------------------
-
-    def _iter_new(
-        self,
-        path: str,
-        job_id: str,
-        known_id: str | None,
-        known_created_at: float | None,
-        limit: int,
-    ) -> Iterator[Any]:
-        new: list[Any] = []
-        for page in self._iter_pages(path, limit, None, job_id):
-            for item in page.items:
-                if _is_known(item, known_id, known_created_at):
-                    yield from reversed(new)
-                    return
-                new.append(item)
-        yield from reversed(new)
-
-    def _iter_pages(
-        self, path: str, limit: int, after: str | None, job_id: str | None = None
-    ) -> Iterator[_Page]:
-        seen: set[str] = set() if after is None else {after}
-        while True:
-            page = self._list(path, limit, after, job_id)
-            yield page
-            if not page.has_more or not page.items:
-                return
-            if page.last_id is None:
-                raise APIError(
-                    f"GET {path}: the page says has_more but its last item has no id, "
-                    "so there is no cursor for the next page"
-                )
-            if page.last_id in seen:
-                raise APIError(
-                    f"GET {path}: the API sent a page ending at {page.last_id} again; "
-                    "stopped to avoid paging in a loop"
-                )
-            seen.add(page.last_id)
-            after = page.last_id
 
     def _list(self, path: str, limit: int, after: str | None, job_id: str | None = None) -> _Page:
         if not 1 <= limit <= MAX_PAGE_LIMIT:
@@ -330,10 +397,14 @@ class FineTuningClient:
         params: dict[str, str | int] = {"limit": limit}
         if after is not None:
             params["after"] = after
-        not_found = f"job {job_id} not found, or the API has no {path.rsplit('/', 1)[-1]}"
-        response = self._get(path, params, not_found=not_found if job_id else None)
+        not_found = (
+            f"job {shown(job_id)} not found, or the API has no {path.rsplit('/', 1)[-1]}"
+            if job_id
+            else None
+        )
+        response = self._get(path, params, not_found=not_found)
         try:
-            body = _decode(response)
+            body = self._decode(response)
         except ValueError as err:
             raise APIError(f"GET {path}: response is not JSON: {err}") from None
         return _parse_page(path, body)
@@ -350,7 +421,9 @@ class FineTuningClient:
         attempt = 0
         while True:
             attempt += 1
-            self.request_count += 1
+            self._pause.wait()
+            with self._count_lock:
+                self.request_count += 1
             response: httpx.Response | None = None
             try:
                 response = self._http.get(path, params=params)
@@ -364,6 +437,7 @@ class FineTuningClient:
             else:
                 status = response.status_code
                 logger.debug("GET %s: HTTP %d", path, status)
+                self._note_rate_limit(response)
                 if response.is_success:
                     return response
                 if status not in RETRY_STATUSES:
@@ -375,9 +449,8 @@ class FineTuningClient:
                     else "the API is unavailable"
                 )
 
-            delay = _retry_after(response, self.retry.max_retry_after)
-            if delay is None:
-                delay = self.retry.backoff(attempt)
+            told = _retry_after(response, self.retry.max_retry_after)
+            delay = self.retry.backoff(attempt) if told is None else told
             elapsed = self._clock() - start
             if attempt >= self.retry.max_attempts or elapsed + delay > self.retry.max_total_wait:
                 raise APIError(
@@ -392,7 +465,30 @@ class FineTuningClient:
                 attempt + 1,
                 self.retry.max_attempts,
             )
-            self._sleep(delay)
+            if response is not None and (response.status_code == 429 or told is not None):
+                # The API asked everyone to slow down: every thread waits, not just this one.
+                self._pause.hold(delay)
+            else:
+                self._sleep(delay)
+
+    def _note_rate_limit(self, response: httpx.Response) -> None:
+        """Pause every request until the window resets when the API says none are left
+        (``x-ratelimit-remaining-requests: 0``, ``x-ratelimit-reset-requests: 1.5s``)."""
+        remaining = response.headers.get("x-ratelimit-remaining-requests")
+        if remaining is None or remaining.strip() not in ("0", "0.0"):
+            return
+        reset = _duration(response.headers.get("x-ratelimit-reset-requests", ""))
+        if reset is not None and reset > 0:
+            self._pause.hold(min(reset, self.retry.max_retry_after))
+
+    def _decode(self, response: httpx.Response) -> Any:
+        """The JSON body, with the token scrubbed out of every text in it (an API may echo
+        it back); ValueError with a short reason when it is not JSON."""
+        body = _decode(response)
+        token = self._token.reveal()
+        if token.encode() in response.content or b"\\" in response.content:
+            body = scrub(body, [token])
+        return body
 
     def _raise_for_status(self, path: str, response: httpx.Response, not_found: str | None) -> None:
         status = response.status_code
@@ -400,6 +496,12 @@ class FineTuningClient:
         said = f": {detail}" if detail else ""
         if status in (401, 403):
             raise AuthError(f"the API refused the token (HTTP {status}{said}); {_KEY_HINT}")
+        if response.is_redirect:
+            where = self._one_line(response.headers.get("location", "elsewhere"))
+            raise APIError(
+                f"GET {path}: HTTP {status}, a redirect to {where}; ftlog does not follow "
+                "redirects (the token would go with them): check the base URL"
+            )
         if status == 404:
             if not_found:
                 raise NotFound(f"{not_found} (GET {path}: HTTP 404{said})")
@@ -426,7 +528,7 @@ class FineTuningClient:
         return ""
 
     def _one_line(self, text: str) -> str:
-        text = " ".join(text.replace(self._token.reveal(), "<secret>").split())
+        text = shown_text(" ".join(text.replace(self._token.reveal(), REDACTED).split()))
         if len(text) > _MESSAGE_CHARS:
             text = text[: _MESSAGE_CHARS - 1] + "…"
         return text
@@ -442,9 +544,31 @@ def _check_base_url(base_url: str) -> str:
     return str(url)
 
 
+def job_id_problem(job_id: str) -> str | None:
+    """Why ``job_id`` cannot be requested as a URL path segment, or None when it can.
+
+    Ids are always percent-encoded, but ``.`` and ``..`` would still be taken as "this" and
+    "the parent" directory (the HTTP client removes such segments), a ``/`` or ``\\`` as a
+    separator by some servers, and control characters have no place in a URL.
+    """
+    if not job_id.strip():
+        return "the job id is empty"
+    if job_id in (".", ".."):
+        return f"the job id {job_id!r} would name another URL"
+    if "/" in job_id or "\\" in job_id:
+        return "the job id holds a slash"
+    if _CONTROL.search(job_id):
+        return "the job id holds control characters"
+    return None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _job_path(job_id: str) -> str:
-    if not job_id or not job_id.strip():
-        raise UsageProblem("the job id must not be empty")
+    problem = job_id_problem(job_id)
+    if problem:
+        raise PayloadError(job_id, f"{problem}; not requested")
     return f"/fine_tuning/jobs/{quote(job_id, safe='')}"
 
 
@@ -521,3 +645,45 @@ def _kind(value: Any) -> str:
         return "null"
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
     return names.get(type(value), "a number")
+
+
+class _Pause:
+    """A pause every thread of a client honours before each request: set when the API asks
+    to slow down (429, ``Retry-After``, a rate-limit window used up), so that concurrent
+    requests wait together instead of each hitting the limit again (no thundering herd)."""
+
+    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self._clock, self._sleep = clock, sleep
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def hold(self, seconds: float) -> None:
+        """Pause every request for ``seconds`` from now (a longer pause already set stays)."""
+        with self._lock:
+            self._until = max(self._until, self._clock() + seconds)
+
+    def wait(self) -> None:
+        while True:
+            with self._lock:
+                remaining = self._until - self._clock()
+            if remaining <= 0:
+                return
+            self._sleep(remaining)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def _duration(text: str) -> float | None:
+    """Seconds from a rate-limit reset header: ``20ms``, ``1.5s``, ``6m0s``, ``1h2m3s``, or a
+    plain number of seconds; None when it is none of these."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(number) * scale[unit] for number, unit in parts)

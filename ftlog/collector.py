@@ -1,13 +1,22 @@
 """The collector: fetch job objects, parse them, save what changed. One call is one run.
 
 :func:`snapshot` talks to the API; :func:`ingest` records objects saved earlier. Both count
-what they did in a :class:`RunSummary` and leave one ``collector_runs`` row behind.
+what they did in a :class:`RunSummary` and leave one ``collector_runs`` row behind, whatever
+happens: ``ok``, ``partial`` (some job or request failed; the rest is recorded), ``failed``
+(the run could not go on) or ``interrupted`` (a signal stopped it; the batch in flight was
+finished or rolled back).
+
+**The unit of failure is one job.** A job the API cannot give, a job object that cannot be
+parsed and a job the database refuses are each reported in one line naming the job, and cost
+no other job. Only a refused token, or an API failing past its retries while listing, ends a
+run early.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,22 +25,29 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 from ftlog import store
-from ftlog.client import FineTuningClient, JobPage
-from ftlog.details import Kind, collect_details
-from ftlog.errors import APIError, AuthError, NotFound, PayloadError, UsageProblem
+from ftlog.client import FineTuningClient, JobPage, Pager, job_id_problem
+from ftlog.details import collect_details
+from ftlog.errors import APIError, AuthError, NotFound, PayloadError, UsageProblem, shown
+from ftlog.fetching import DEFAULT_CONCURRENCY, Breaker, Progress, fetch_all
 from ftlog.models import TERMINAL_STATUSES
 from ftlog.notify import Target, deliver_pending
 from ftlog.parse import JobRecord, parse_job
-from ftlog.store import Observation, SaveResult
+from ftlog.redact import scrub
+from ftlog.store import DetailKind, Observation, RunCounts, SaveResult
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
+SAVE_BATCH = 100
+"""Jobs refreshed one by one are saved this many per transaction."""
 ANALYZE_AFTER_NEW_JOBS = 1000
 """A listing that recorded this many new jobs refreshes the planner's statistics."""
+
+Clock = Callable[[], datetime]
+"""When an observation is made: an aware UTC datetime."""
 
 
 def default_source_name(base_url: str) -> str:
@@ -48,40 +64,50 @@ class RunSummary:
     command: str
     result: SaveResult = field(default_factory=SaveResult)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Trouble that loses nothing (a value kept in the raw payload only, a notification to
+    retry next run): no effect on the exit code."""
     requests: int = 0
     seconds: float = 0.0
     list_completed: bool = False
     fatal: bool = False
+    interrupted_by: int | None = None
+    """The signal that stopped the run, if one did."""
     details_added: dict[str, int] = field(default_factory=dict)
     notifications_sent: int = 0
-    warnings: list[str] = field(default_factory=list)
-    """Trouble that loses nothing (a notification to retry next run): no effect on exit code."""
 
     @property
-    def outcome(self) -> str:
+    def outcome(self) -> store.Outcome:
+        if self.interrupted_by is not None:
+            return "interrupted"
         if self.fatal:
             return "failed"
         return "partial" if self.errors else "ok"
 
     @property
     def exit_code(self) -> int:
-        """0 when everything was recorded, 1 when some job or request failed."""
+        """0 when everything was recorded, 1 when some job or request failed, 128 + the
+        signal's number when a signal stopped the run (130 for SIGINT, 143 for SIGTERM)."""
+        if self.interrupted_by is not None:
+            return 128 + self.interrupted_by
         return 1 if self.errors else 0
 
     def line(self) -> str:
         r = self.result
         text = (
             f"ftlog {self.command}: {r.seen} jobs seen, {r.changed} changed, "
-            f"{len(r.transitions)} transitions, {len(self.errors)} errors, "
+            f"{len(r.status_changes)} status changes, {len(self.errors)} errors, "
             f"{self.requests} requests in {self.seconds:.1f} s"
         )
         extras = [f"{n} new {kind}" for kind, n in self.details_added.items() if n]
-        if self.notifications_sent or self.warnings:
+        if self.notifications_sent:
             extras.append(f"{self.notifications_sent} notifications sent")
         if self.warnings:
             extras.append(f"{len(self.warnings)} warnings")
         if r.stale:
             extras.append(f"{r.stale} stale observations kept as raw payloads")
+        if self.interrupted_by is not None:
+            extras.append(f"interrupted by {signal.Signals(self.interrupted_by).name}")
         return text + (f" ({', '.join(extras)})" if extras else "")
 
     def as_dict(self) -> dict[str, Any]:
@@ -94,27 +120,42 @@ class RunSummary:
             "jobs_changed": r.changed,
             "snapshots_added": r.snapshots_added,
             "stale": r.stale,
-            "transitions": [
+            "conflicts": r.conflicts,
+            "status_changes": [
                 {
-                    "job_id": t.job_id,
-                    "from_status": t.from_status,
-                    "to_status": t.to_status,
-                    "observed_at": t.observed_at.isoformat(),
+                    "job_id": c.job_id,
+                    "from_status": c.from_status,
+                    "to_status": c.to_status,
+                    "observed_at": c.observed_at.isoformat(),
                 }
-                for t in r.transitions
+                for c in r.status_changes
             ],
             "errors": self.errors,
             "warnings": self.warnings,
+            "list_completed": self.list_completed,
             "new_details": self.details_added,
             "notifications_sent": self.notifications_sent,
             "requests": self.requests,
             "seconds": round(self.seconds, 3),
         }
 
+    def counts(self) -> RunCounts:
+        r = self.result
+        return RunCounts(
+            outcome=self.outcome,
+            requests=self.requests,
+            jobs_seen=r.seen,
+            jobs_changed=r.changed,
+            snapshots_added=r.snapshots_added,
+            status_changes=len(r.status_changes),
+            errors=self.errors,
+            list_completed=self.list_completed,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotPlan:
-    """Which jobs a snapshot run asks about."""
+    """Which jobs a snapshot run asks about, and how."""
 
     job_ids: Sequence[str] = ()
     """Just these jobs; otherwise a sync of the list (see :func:`snapshot`)."""
@@ -122,18 +163,14 @@ class SnapshotPlan:
     """Re-fetch just the jobs recorded as not finished."""
     full: bool = False
     """Page through the whole list, not stopping at jobs already known."""
-    details: Sequence[Kind] = ("events", "checkpoints")
+    details: Sequence[DetailKind] = ("events", "checkpoints")
     """Which details to fetch for jobs that changed."""
     notify: Sequence[Target] = ()
-    """Where to tell about status transitions."""
+    """Where to tell about status changes."""
     secret_env: Sequence[str] = ()
     """Variables that hold secrets, kept out of notify commands' environment."""
-
-
-Progress = Callable[[int], None]
-"""Called with the number of jobs just handled (drives a progress bar)."""
-Clock = Callable[[], datetime]
-"""When an observation is made: an aware UTC datetime."""
+    concurrency: int = DEFAULT_CONCURRENCY
+    """Per-job requests (refreshes, events, checkpoints) in flight at once."""
 
 
 def snapshot(
@@ -151,104 +188,179 @@ def snapshot(
     Without job ids: page through the job list, newest first, until a page holds a job that
     the store has as finished with the same object, and that an earlier complete listing
     already saw (so every older job is known); then re-fetch the jobs recorded as unfinished
-    that those pages did not cover. An up-to-date store costs one list request.
+    that those pages did not cover. An up-to-date store costs one list request. Then the new
+    events and checkpoints of the jobs that changed, and the notifications.
 
     Observations are stamped with ``clock`` (default: the UTC wall clock); the demo passes
     its simulated API's clock, so that one clock describes the whole store.
 
-    Raises AuthError (the token was refused) after recording the run as failed.
+    Raises AuthError (the token was refused) after recording the run as failed, and
+    KeyboardInterrupt (SIGINT, or SIGTERM turned into one by the CLI) after recording it
+    as interrupted.
     """
-    now = clock or _now
-    summary = RunSummary(command)
+    run = _Run(engine, client, source_id, plan, progress, clock or _now, RunSummary(command))
     started = time.monotonic()
     run_id = store.start_run(engine, command, source_id)
-    channels = [target.channel for target in plan.notify]
     try:
-        covered: set[str] = set()
-        if plan.job_ids:
-            _fetch_each(engine, client, source_id, plan.job_ids, summary, progress, channels, now)
-        else:
-            if not plan.active_only:
-                covered = _sync_list(
-                    engine, client, source_id, plan.full, summary, progress, channels, now
-                )
-            unfinished = [
-                j for j in store.unfinished_job_ids(engine, source_id) if j not in covered
-            ]
-            _fetch_each(engine, client, source_id, unfinished, summary, progress, channels, now)
-        if plan.details:
-            details = collect_details(engine, client, source_id, plan.details)
-            summary.details_added = details.added
-            summary.errors.extend(details.errors)
-        if plan.notify:
-            delivery = deliver_pending(engine, plan.notify, plan.secret_env)
-            summary.notifications_sent = delivery.sent
-            summary.warnings.extend(delivery.failed)
+        run.collect()
     except AuthError:
-        summary.fatal = True
+        run.summary.fatal = True
         raise
     except APIError as err:
-        summary.fatal = True
-        summary.errors.append(str(err))
+        run.summary.fatal = True
+        _report(run.summary, str(err))
+    except KeyboardInterrupt as err:
+        _interrupted(run.summary, engine, err)
+        raise
     finally:
-        summary.requests = client.request_count
-        _finish_run(engine, run_id, summary, started)
-    return summary
+        run.summary.requests = client.request_count
+        _finish_run(engine, run_id, run.summary, started)
+    return run.summary
+
+
+def _interrupted(summary: RunSummary, engine: Engine, err: KeyboardInterrupt) -> None:
+    """Note the signal; the connection it cut short may be mid-statement, so the pool is
+    renewed before the run's end is written."""
+    summary.interrupted_by = getattr(err, "signal_number", signal.SIGINT)
+    engine.dispose()
+
+
+@dataclass(slots=True)
+class _Run:
+    engine: Engine
+    client: FineTuningClient
+    source_id: int
+    plan: SnapshotPlan
+    progress: Progress | None
+    now: Clock
+    summary: RunSummary
+
+    def collect(self) -> None:
+        plan = self.plan
+        if plan.job_ids:
+            self.refresh(plan.job_ids, explicit=True)
+        else:
+            covered = set() if plan.active_only else self.sync_list()
+            unfinished = store.unfinished_job_ids(self.engine, self.source_id)
+            self.refresh([j for j in unfinished if j not in covered], explicit=False)
+        if plan.details:
+            details = collect_details(
+                self.engine,
+                self.client,
+                self.source_id,
+                plan.details,
+                concurrency=plan.concurrency,
+                progress=self.progress,
+            )
+            self.summary.details_added = details.added
+            self.summary.warnings.extend(details.warnings)
+            for error in details.errors:
+                _report(self.summary, error)
+        if plan.notify:
+            delivery = deliver_pending(self.engine, plan.notify, plan.secret_env)
+            self.summary.notifications_sent = delivery.sent
+            self.summary.warnings.extend(delivery.failed)
+
+    def sync_list(self) -> set[str]:
+        """Page through the job list; returns the ids it recorded."""
+        listed_before = store.last_complete_listing(self.engine, self.source_id)
+        covered: set[str] = set()
+        unanalyzed = 0  # new jobs since the planner's statistics were last refreshed
+        # A listing expected to go to the end fetches the next page while it saves this one.
+        expect_all = self.plan.full or listed_before is None
+        pager = self.client.job_pages(PAGE_SIZE)
+        if self.progress is not None:
+            self.progress.start("listing jobs", None)
+        pages = _prefetched(pager, self.now) if expect_all else _timed(pager, self.now)
+        for page, observed_at in pages:
+            records = _parse_items(page.jobs, self.summary)
+            # Only a listing that may stop early needs the stored state (read before saving).
+            ids = [r.job_id for r in records]
+            known = {} if expect_all else store.stored_jobs(self.engine, self.source_id, ids)
+            new_before = self.summary.result.new_jobs
+            self.save([Observation(r, observed_at) for r in records])
+            unanalyzed += self.summary.result.new_jobs - new_before
+            if unanalyzed >= ANALYZE_AFTER_NEW_JOBS:
+                store.refresh_statistics(self.engine)
+                unanalyzed = 0
+            covered.update(ids)
+            if self.progress is not None:
+                self.progress.advance(len(page.jobs))
+            if (
+                not self.plan.full
+                and listed_before is not None
+                and any(_is_settled(r, known.get(r.job_id), listed_before) for r in records)
+            ):
+                log.debug("reached jobs known finished and unchanged; the rest is up to date")
+                self.summary.list_completed = True
+                return covered
+        self.summary.list_completed = pager.complete
+        if pager.problem:
+            _report(
+                self.summary,
+                f"job list: {pager.problem}; recorded what it sent, and the next run pages further",
+            )
+        return covered
+
+    def refresh(self, job_ids: Sequence[str], *, explicit: bool) -> None:
+        """Fetch these jobs one by one, several at a time, and save them in batches."""
+        wanted = []
+        for job_id in dict.fromkeys(job_ids):
+            problem = job_id_problem(job_id)
+            if problem:
+                _report(self.summary, f"job {shown(job_id)}: {problem}; not requested")
+            else:
+                wanted.append(job_id)
+        if self.progress is not None and wanted:
+            self.progress.start("refreshing jobs", len(wanted))
+        breaker = Breaker()
+        batch: list[Observation] = []
+        fetched = fetch_all(wanted, self.fetch_job, self.plan.concurrency, breaker.tripped)
+        for job_id, outcome in fetched:
+            breaker.record(outcome)
+            if self.progress is not None:
+                self.progress.advance()
+            if isinstance(outcome, NotFound) and not explicit:
+                self.summary.warnings.append(
+                    f"job {shown(job_id)}: the API no longer has it (HTTP 404); its last "
+                    "recorded status stands"
+                )
+            elif isinstance(outcome, APIError | PayloadError):
+                _report(self.summary, str(outcome))
+            elif outcome.record.job_id != job_id:
+                answered = shown(outcome.record.job_id)
+                _report(self.summary, f"job {shown(job_id)}: the API answered with job {answered}")
+            else:
+                batch.append(outcome)
+                if len(batch) >= SAVE_BATCH:
+                    self.save(batch)
+                    batch = []
+        self.save(batch)
+        if breaker.tripped():
+            _report(
+                self.summary,
+                f"stopped refreshing jobs after {breaker.limit} requests in a row failed: the "
+                "API seems to be failing; the next run tries again",
+            )
+
+    def fetch_job(self, job_id: str) -> Observation:
+        obj = self.client.get_job(job_id)
+        return Observation(parse_job(obj), self.now())
+
+    def save(self, observations: Sequence[Observation]) -> None:
+        channels = [target.channel for target in self.plan.notify]
+        _save(self.engine, self.source_id, observations, self.summary, channels)
 
 
 def _finish_run(engine: Engine, run_id: int, summary: RunSummary, started: float) -> None:
     summary.seconds = time.monotonic() - started
-    store.finish_run(
-        engine,
-        run_id,
-        summary.result,
-        requests=summary.requests,
-        errors=summary.errors,
-        outcome=summary.outcome,
-        list_completed=summary.list_completed,
-    )
-
-
-def _sync_list(
-    engine: Engine,
-    client: FineTuningClient,
-    source_id: int,
-    full: bool,
-    summary: RunSummary,
-    progress: Progress | None,
-    channels: Sequence[str],
-    now: Clock,
-) -> set[str]:
-    """Page through the job list; returns the ids it recorded."""
-    listed_before = store.last_completed_listing(engine, source_id)
-    covered: set[str] = set()
-    unanalyzed = 0  # new jobs since the planner's statistics were last refreshed
-    # A listing expected to go to the end fetches the next page while it saves this one.
-    expect_all = full or listed_before is None
-    pages = (_prefetched if expect_all else _timed)(client.iter_job_pages(limit=PAGE_SIZE), now)
-    for page, observed_at in pages:
-        records = _parse_items(page.jobs, summary)
-        # Only a listing that may stop early needs the stored state (read before saving).
-        ids = [r.job_id for r in records]
-        known = {} if expect_all else store.stored_jobs(engine, source_id, ids)
-        new_before = summary.result.new_jobs
-        _save(engine, source_id, [Observation(r, observed_at) for r in records], summary, channels)
-        unanalyzed += summary.result.new_jobs - new_before
-        if unanalyzed >= ANALYZE_AFTER_NEW_JOBS:
-            store.refresh_statistics(engine)
-            unanalyzed = 0
-        covered.update(r.job_id for r in records)
-        if progress:
-            progress(len(page.jobs))
-        if (
-            not full
-            and listed_before is not None
-            and any(_is_settled(r, known.get(r.job_id), listed_before) for r in records)
-        ):
-            log.debug("reached jobs known finished and unchanged; the rest is up to date")
-            break
-    summary.list_completed = True
-    return covered
+    try:
+        store.finish_run(engine, run_id, summary.counts())
+    except DBAPIError:
+        if summary.interrupted_by is None:
+            raise
+        # Stopping is what was asked: the run's row stays 'running', which says as much.
+        log.warning("could not record the interrupted run's end", exc_info=True)
 
 
 def _is_settled(record: JobRecord, stored: store.StoredJob | None, listed_before: datetime) -> bool:
@@ -262,7 +374,7 @@ def _is_settled(record: JobRecord, stored: store.StoredJob | None, listed_before
     )
 
 
-def _prefetched(pages: Iterator[JobPage], now: Clock) -> Iterator[tuple[JobPage, datetime]]:
+def _prefetched(pages: Pager, now: Clock) -> Iterator[tuple[JobPage, datetime]]:
     """Pages with their fetch time, the next one fetched while the caller saves this one."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -273,42 +385,13 @@ def _prefetched(pages: Iterator[JobPage], now: Clock) -> Iterator[tuple[JobPage,
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftlog-prefetch") as pool:
         pending = pool.submit(fetch)
         while (item := pending.result()) is not None:
-            if item[0].has_more:
-                pending = pool.submit(fetch)
+            pending = pool.submit(fetch)
             yield item
-            if not item[0].has_more:
-                return
 
 
-def _timed(pages: Iterator[JobPage], now: Clock) -> Iterator[tuple[JobPage, datetime]]:
+def _timed(pages: Pager, now: Clock) -> Iterator[tuple[JobPage, datetime]]:
     for page in pages:
         yield page, now()
-
-
-def _fetch_each(
-    engine: Engine,
-    client: FineTuningClient,
-    source_id: int,
-    job_ids: Iterable[str],
-    summary: RunSummary,
-    progress: Progress | None,
-    channels: Sequence[str],
-    now: Clock,
-) -> None:
-    for job_id in job_ids:
-        try:
-            obj = client.get_job(job_id)
-            observed_at = now()
-            record = parse_job(obj)
-        except (NotFound, PayloadError) as err:
-            _report(summary, str(err))
-            continue
-        if record.job_id != job_id:
-            _report(summary, f"job {job_id}: the API answered with job {record.job_id}")
-            continue
-        _save(engine, source_id, [Observation(record, observed_at)], summary, channels)
-        if progress:
-            progress(1)
 
 
 def _parse_items(items: Iterable[Any], summary: RunSummary) -> list[JobRecord]:
@@ -328,16 +411,15 @@ def _save(
     summary: RunSummary,
     channels: Sequence[str] = (),
 ) -> None:
-    try:
-        summary.result.add(store.save_observations(engine, source_id, observations, channels))
-    except IntegrityError as err:
-        # Only two different objects of one job stamped with the same time can get here.
-        ids = ", ".join(sorted({o.record.job_id for o in observations}))
-        _report(summary, f"jobs {ids}: conflicting objects for one observation time ({err.orig})")
+    result = store.save_observations(engine, source_id, observations, channels)
+    summary.result.add(result)
+    summary.warnings.extend(result.problems)
+    for failure in result.failures:
+        _report(summary, str(failure))
 
 
 def _report(summary: RunSummary, message: str) -> None:
-    log.error("%s", message)
+    log.debug("error: %s", message)
     summary.errors.append(message)
 
 
@@ -387,20 +469,26 @@ def ingest(
     source_id: int,
     objects: Iterable[Any],
     observed_at: datetime | None = None,
+    *,
+    secrets: Sequence[str] = (),
 ) -> RunSummary:
     """Record job objects saved earlier, all as seen at ``observed_at`` (default: now).
 
-    Where one job appears several times, its last object is the one recorded for that time.
+    ``secrets`` (the API token, when known) are scrubbed from the objects first. Where one
+    job appears several times, its first object is the one recorded for that time and the
+    others are kept as raw payloads (a conflict, named in the warnings); the same object
+    ingested again at the same time adds nothing.
     """
     summary = RunSummary("ingest")
     started = time.monotonic()
     at = observed_at or _now()
     run_id = store.start_run(engine, "ingest", source_id)
     try:
-        latest: dict[str, JobRecord] = {}
-        for record in _parse_items(objects, summary):
-            latest[record.job_id] = record
-        _save(engine, source_id, [Observation(r, at) for r in latest.values()], summary)
+        records = _parse_items(scrub(list(objects), secrets), summary)
+        _save(engine, source_id, [Observation(r, at) for r in records], summary)
+    except KeyboardInterrupt as err:
+        _interrupted(summary, engine, err)
+        raise
     finally:
         _finish_run(engine, run_id, summary, started)
     return summary
@@ -418,18 +506,22 @@ def watch(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Clock | None = None,
+    progress: Progress | None = None,
 ) -> Iterator[RunSummary]:
     """Snapshot every ``interval`` seconds until the watched jobs are all finished.
 
     Watches ``plan.job_ids``, or (when empty) every job: each pass is then an incremental
-    sync (new jobs are seen too), and watching ends when none is left unfinished. Yields
-    each pass's summary.
+    sync (new jobs are seen too), and watching ends when none is left unfinished. A watched
+    job the store does not have after a pass (the API does not know it) is not waited for.
+    A pass that could not go on (``fatal``) ends the watch. Yields each pass's summary.
     """
-    job_ids = plan.job_ids
     while True:
         started = time.monotonic()
-        yield snapshot(engine, client, source_id, plan, command="watch", clock=clock)
-        if not _any_unfinished(engine, source_id, job_ids):
+        summary = snapshot(
+            engine, client, source_id, plan, command="watch", clock=clock, progress=progress
+        )
+        yield summary
+        if summary.fatal or not _any_unfinished(engine, source_id, plan.job_ids):
             return
         sleep(max(0.0, interval - (time.monotonic() - started)))
 

@@ -72,12 +72,13 @@ def redacted(url: str) -> str:
 def _configure_sqlite(engine: Engine) -> None:
     # pysqlite's own transaction handling defers BEGIN and cannot take the write lock up
     # front; take over, so writers can BEGIN IMMEDIATE (see write_transaction).
+    # Nothing here writes to the file: WAL mode, which does, is set only once the file is
+    # known to be an ftlog store (see ensure_schema), so a foreign file is left untouched.
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -174,8 +175,9 @@ def current_revision(connection: Connection) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
-    with engine.begin() as conn:
+    with _migrating(engine) as conn:
         command.upgrade(alembic_config(conn), revision)
+    _use_wal(engine)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
@@ -185,12 +187,49 @@ def downgrade(engine: Engine, revision: str) -> None:
     from alembic.util import CommandError
 
     try:
-        with engine.begin() as conn:
+        with _migrating(engine) as conn:
             command.downgrade(alembic_config(conn), revision)
     except CommandError as err:
         raise UsageProblem(
             f"cannot downgrade to {revision!r}: {err}; see ftlog db history"
         ) from None
+
+
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[Connection]:
+    """A transaction for a migration. On SQLite, foreign keys are off during it: a migration
+    rebuilds a table by copying it and dropping the original (alembic's batch mode), and with
+    them on, dropping ``jobs`` would cascade to every row that refers to it. They are
+    checked once it committed."""
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # On the driver's connection: through SQLAlchemy it would start a transaction,
+            # inside which SQLite ignores this pragma.
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                yield conn
+            if sqlite:
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
+                conn.commit()
+                if broken is not None:
+                    raise SchemaError(f"the migration left a row of {broken[0]} without its parent")
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
+
+
+def _use_wal(engine: Engine) -> None:
+    """Put an ftlog SQLite store in WAL mode (readers never wait for the collector). It is a
+    setting of the file, made once; only ever on a file known to be an ftlog store."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        if driver.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            driver.execute("PRAGMA journal_mode = WAL")
 
 
 def ensure_schema(engine: Engine) -> None:
@@ -199,6 +238,7 @@ def ensure_schema(engine: Engine) -> None:
     An empty database runs the whole migration chain (there is no other way to create it).
     """
     if _at_scripted_head(engine):
+        _use_wal(engine)
         return
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
@@ -212,6 +252,7 @@ def ensure_schema(engine: Engine) -> None:
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     if current == head:
+        _use_wal(engine)
         return
     if empty:
         log.info("empty database: creating the schema (revision %s)", head)

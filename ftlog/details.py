@@ -1,168 +1,219 @@
-"""Events and checkpoints of jobs: fetched only for jobs that changed, each stored once.
+"""Events and checkpoints of jobs: fetched for jobs that changed, several at a time.
 
 A job's details are fetched when its object changed since they were last fetched (so while
 it trains, and once more after it finishes), and only what is newer than the newest stored
 item (the API lists newest first; the client stops at the first item already known).
+
+**Failures stay with their job.** A job whose details cannot be fetched or stored is
+reported and asked again next run (its marker is not moved). A 404 for one job's events is
+that job's (it was deleted, say): once the endpoint has answered for another job, the job is
+marked fetched and asked again only if it changes. Only when the first jobs asked all answer
+404 and none answers otherwise is the endpoint taken as missing for this run.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import Engine, Table, or_, select
+from sqlalchemy import Engine
 
-from ftlog.client import FineTuningClient
-from ftlog.db import write_transaction
-from ftlog.errors import APIError, NotFound, PayloadError
-from ftlog.models import Checkpoint, Event, Job, table
+from ftlog import store
+from ftlog.client import FineTuningClient, job_id_problem
+from ftlog.errors import APIError, NotFound, PayloadError, shown
+from ftlog.fetching import Breaker, Progress, fetch_all
 from ftlog.parse import CheckpointRecord, EventRecord, parse_checkpoint, parse_event
-from ftlog.store import insert_for
+from ftlog.store import DetailKind, DetailTarget, FetchedDetails
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["events", "checkpoints"]
-
 PAGE_SIZE = 100
-
-_jobs = table(Job)
-_tables: dict[Kind, Table] = {
-    "events": table(Event),
-    "checkpoints": table(Checkpoint),
-}
-_id_columns: dict[Kind, str] = {"events": "event_id", "checkpoints": "checkpoint_id"}
-_synced_columns: dict[Kind, str] = {
-    "events": "events_synced_sha256",
-    "checkpoints": "checkpoints_synced_sha256",
-}
+SAVE_BATCH = 50
+"""Jobs' details saved per transaction."""
+MISSING_AFTER = 3
+"""This many 404s, with no job answered otherwise, mean the API has no such endpoint."""
 
 
 @dataclass(slots=True)
 class DetailsResult:
     added: dict[str, int] = field(default_factory=lambda: {"events": 0, "checkpoints": 0})
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     missing_endpoints: list[str] = field(default_factory=list)
-    """Kinds the API answered 404 for: not asked again in this run."""
+    """Kinds the API has no endpoint for (see the module docstring): not asked again in this
+    run."""
 
 
 def collect_details(
-    engine: Engine, client: FineTuningClient, source_id: int, kinds: Sequence[Kind]
+    engine: Engine,
+    client: FineTuningClient,
+    source_id: int,
+    kinds: Sequence[DetailKind],
+    *,
+    concurrency: int = 1,
+    progress: Progress | None = None,
 ) -> DetailsResult:
     """Fetch and store the new events/checkpoints of every job of the source that changed
-    since its details were last fetched. Failures are reported per job; the job is retried
-    on the next run (its marker is not moved)."""
+    since its details were last fetched, ``concurrency`` jobs at a time."""
     result = DetailsResult()
     for kind in kinds:
-        for job_pk, job_id, sha in _jobs_needing(engine, source_id, kind):
-            try:
-                added = _sync_job(engine, client, kind, job_pk, job_id, sha)
-            except NotFound:
-                log.warning(
-                    "the API has no %s for job %s (HTTP 404); not asking again in this run",
-                    kind,
-                    job_id,
-                )
-                result.missing_endpoints.append(kind)
-                break
-            except (APIError, PayloadError) as err:
-                result.errors.append(f"{kind} of job {job_id}: {err}")
-                log.error("%s", result.errors[-1])
-                continue
-            result.added[kind] += added
+        targets = store.jobs_needing_details(engine, source_id, kind)
+        _collect_kind(engine, client, kind, targets, result, concurrency, progress)
     return result
 
 
-def _jobs_needing(engine: Engine, source_id: int, kind: Kind) -> list[tuple[int, str, str]]:
-    synced = _jobs.c[_synced_columns[kind]]
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(_jobs.c.id, _jobs.c.job_id, _jobs.c.payload_sha256)
-            .where(
-                _jobs.c.source_id == source_id,
-                or_(synced.is_(None), synced != _jobs.c.payload_sha256),
-            )
-            .order_by(_jobs.c.created_at.desc())
-        ).all()
-    return [(row.id, row.job_id, row.payload_sha256) for row in rows]
-
-
-def _sync_job(
-    engine: Engine, client: FineTuningClient, kind: Kind, job_pk: int, job_id: str, sha: str
-) -> int:
-    table = _tables[kind]
-    newest_id, newest_at = _newest_stored(engine, table, _id_columns[kind], job_pk)
-    fetch: Callable[..., Any] = (
-        client.iter_new_events if kind == "events" else client.iter_new_checkpoints
-    )
-    items = list(fetch(job_id, newest_id, newest_at, limit=PAGE_SIZE))
-    parse = parse_event if kind == "events" else parse_checkpoint
-    records = [parse(item, job_id) for item in items]
-    return _save(engine, kind, job_pk, records, sha)
-
-
-def _newest_stored(
-    engine: Engine, table: Table, id_column: str, job_pk: int
-) -> tuple[str | None, float | None]:
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(table.c[id_column], table.c.created_at)
-            .where(table.c.job_pk == job_pk)
-            .order_by(table.c.created_at.desc(), table.c.id.desc())
-            .limit(1)
-        ).first()
-    return (None, None) if row is None else (row[0], row[1].timestamp())
-
-
-def _save(
+def _collect_kind(
     engine: Engine,
-    kind: Kind,
-    job_pk: int,
-    records: Sequence[EventRecord | CheckpointRecord],
-    sha: str,
-) -> int:
-    """Store the records once each, and mark the job's details fetched at object ``sha``."""
-    now = datetime.now(UTC)
-    table = _tables[kind]
-    rows = [_row(record, job_pk, now) for record in records]
-    with write_transaction(engine) as conn:
-        added = 0
-        if rows:
-            stmt = (
-                insert_for(conn, table)
-                .on_conflict_do_nothing(index_elements=["job_pk", _id_columns[kind]])
-                .returning(table.c.id)
-            )
-            added = len(conn.execute(stmt, rows).all())  # the rows not already stored
-        conn.execute(
-            _jobs.update().where(_jobs.c.id == job_pk).values({_synced_columns[kind]: sha})
+    client: FineTuningClient,
+    kind: DetailKind,
+    targets: list[DetailTarget],
+    result: DetailsResult,
+    concurrency: int,
+    progress: Progress | None,
+) -> None:
+    if progress is not None and targets:
+        progress.start(kind, len(targets))
+    verdict = _EndpointVerdict(kind)
+    breaker = Breaker()
+    unrequestable: list[DetailTarget] = []
+    batch: list[FetchedDetails] = []
+
+    def save(final: bool = False) -> None:
+        if batch and (final or len(batch) >= SAVE_BATCH):
+            saved = store.save_details(engine, kind, batch)
+            result.added[kind] += saved.added
+            result.errors.extend(saved.failures or ())
+            batch.clear()
+
+    for target, outcome in _fetched(client, kind, targets, verdict, breaker, concurrency):
+        breaker.record(outcome)
+        if progress is not None:
+            progress.advance()
+        if isinstance(outcome, NotFound):
+            verdict.not_found(target)
+        elif isinstance(outcome, PayloadError):
+            result.errors.append(f"{kind} of {outcome}")
+            if job_id_problem(target.job_id):
+                unrequestable.append(target)  # reported once: asked again only if it changes
+        elif isinstance(outcome, APIError):
+            result.errors.append(f"{kind} of job {shown(target.job_id)}: {outcome}")
+        else:
+            assert isinstance(outcome, _Fetched)
+            verdict.answered()
+            result.errors.extend(outcome.errors)
+            result.warnings.extend(_problems(kind, outcome.details))
+            if outcome.problem:
+                result.errors.append(
+                    f"{kind} of job {shown(target.job_id)}: {outcome.problem}; "
+                    "kept what it sent, asked again next run"
+                )
+            batch.append(outcome.details)
+            save()
+    save(final=True)
+    if breaker.tripped():
+        result.errors.append(
+            f"stopped fetching {kind} after {breaker.limit} requests in a row failed: the API "
+            "seems to be failing; the next run asks again"
         )
-    return added
+    gone = verdict.gone_jobs()
+    store.mark_details_synced(engine, kind, [*gone, *unrequestable])
+    result.warnings.extend(
+        f"{kind} of job {shown(t.job_id)}: the API has none for it (HTTP 404; deleted?); "
+        "asked again only if the job changes"
+        for t in gone
+    )
+    if verdict.missing:
+        result.missing_endpoints.append(kind)
+        result.warnings.append(
+            f"the API answered 404 for the {kind} of the first {len(verdict.waiting)} jobs "
+            f"asked and for no job otherwise: it seems to have no {kind} endpoint; not asked "
+            "again in this run"
+        )
 
 
-def _row(record: EventRecord | CheckpointRecord, job_pk: int, now: datetime) -> dict[str, Any]:
-    if isinstance(record, EventRecord):
-        return {
-            "job_pk": job_pk,
-            "event_id": record.event_id,
-            "created_at": record.created_at,
-            "level": record.level,
-            "message": record.message,
-            "type": record.type,
-            "data": record.data,
-            "body": record.body,
-            "first_observed_at": now,
-        }
-    return {
-        "job_pk": job_pk,
-        "checkpoint_id": record.checkpoint_id,
-        "created_at": record.created_at,
-        "step_number": record.step_number,
-        "fine_tuned_model_checkpoint": record.fine_tuned_model_checkpoint,
-        "result_files": record.result_files,
-        **record.metrics,
-        "body": record.body,
-        "first_observed_at": now,
-    }
+def _fetched(
+    client: FineTuningClient,
+    kind: DetailKind,
+    targets: list[DetailTarget],
+    verdict: _EndpointVerdict,
+    breaker: Breaker,
+    concurrency: int,
+) -> Iterator[tuple[DetailTarget, _Fetched | APIError | PayloadError]]:
+    """The targets' details: one job at a time until the endpoint has answered (so that an
+    API without it costs a few requests, not one per worker), then several at a time."""
+
+    def fetch(target: DetailTarget) -> _Fetched:
+        if job_id_problem(target.job_id):
+            raise PayloadError(target.job_id, f"{job_id_problem(target.job_id)}; not requested")
+        return _fetch(client, kind, target)
+
+    remaining = iter(targets)
+    yield from fetch_all(remaining, fetch, 1, lambda: verdict.decided() or breaker.tripped())
+    if verdict.exists:
+        yield from fetch_all(remaining, fetch, concurrency, breaker.tripped)
+
+
+class _EndpointVerdict:
+    """Tells a job the API does not know (404) from an endpoint the API does not have."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.exists = False
+        self.missing = False
+        self.waiting: list[DetailTarget] = []
+        """404s before the endpoint answered for any job: their verdict is pending."""
+        self._gone: list[DetailTarget] = []
+
+    def answered(self) -> None:
+        self.exists = True
+
+    def not_found(self, target: DetailTarget) -> None:
+        if self.exists:
+            self._gone.append(target)
+            return
+        self.waiting.append(target)
+        if len(self.waiting) >= MISSING_AFTER:
+            self.missing = True
+
+    def decided(self) -> bool:
+        return self.exists or self.missing
+
+    def gone_jobs(self) -> list[DetailTarget]:
+        """Jobs whose 404 is theirs: the endpoint answered for another job."""
+        return self._gone + self.waiting if self.exists else []
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    details: FetchedDetails
+    errors: list[str]
+    """Items that could not be parsed (no id or time): reported, the others kept."""
+    problem: str | None
+    """How the listing went wrong, when it did."""
+
+
+def _fetch(client: FineTuningClient, kind: DetailKind, target: DetailTarget) -> _Fetched:
+    known_at = target.newest_created_at.timestamp() if target.newest_created_at else None
+    new = client.new_items(target.job_id, kind, target.newest_id, known_at, limit=PAGE_SIZE)
+    parse: Callable[[Any, str], EventRecord | CheckpointRecord] = (
+        parse_event if kind == "events" else parse_checkpoint
+    )
+    records, errors = [], []
+    for item in new.items:
+        try:
+            records.append(parse(item, target.job_id))
+        except PayloadError as err:
+            errors.append(f"{kind} of {err}")
+    return _Fetched(FetchedDetails(target, records, new.complete), errors, new.problem)
+
+
+def _problems(kind: str, fetched: FetchedDetails) -> Iterable[str]:
+    for record in fetched.records:
+        if record.problems:
+            item = record.event_id if isinstance(record, EventRecord) else record.checkpoint_id
+            yield (
+                f"{kind} of job {shown(fetched.target.job_id)}, {shown(item)}: "
+                f"{'; '.join(record.problems)} (kept in its body only)"
+            )

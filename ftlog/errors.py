@@ -2,6 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_SHOWN_CHARS = 80
+
+
+def shown_text(text: str) -> str:
+    """Text from an API with control characters and lone surrogates escaped, so that a
+    hostile value cannot move a terminal's cursor or break a log line."""
+    return _UNPRINTABLE.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+
+
+def shown(text: str) -> str:
+    """A value from an API (a job id, say) as it may appear in a one-line message: as
+    :func:`shown_text`, and cut at 80 characters."""
+    escaped = shown_text(text)
+    if len(escaped) > _SHOWN_CHARS:
+        escaped = f"{escaped[: _SHOWN_CHARS - 1]}…"
+    return escaped
+
 
 class FtlogError(Exception):
     """A problem the user can act on; ``str(err)`` is the one-line message."""
@@ -41,10 +61,20 @@ class PayloadError(FtlogError):
     def __init__(self, job_id: str | None, problem: str) -> None:
         self.job_id = job_id
         self.problem = problem
-        super().__init__(f"job {job_id or '(no id)'}: {problem}")
+        super().__init__(f"job {shown(job_id) if job_id else '(no id)'}: {problem}")
 
 
 class Busy(FtlogError):
     """Another collector holds the store (cron overlap); the run was skipped."""
 
     exit_code = 75
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal (SIGTERM, say: systemd stop, ``timeout``, ``docker stop``) asked the run to
+    stop. A KeyboardInterrupt, so that it unwinds like Ctrl-C: transactions roll back, the
+    run is recorded as interrupted, and the exit code is 128 + the signal's number."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal_number)
+        self.signal_number = signal_number

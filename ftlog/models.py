@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Dialect,
     Float,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -84,9 +86,12 @@ class Source(Base):
     __tablename__ = "sources"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    base_url: Mapped[str] = mapped_column(String(500))
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    base_url: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+    listed_at: Mapped[datetime | None]
+    """When the latest run that paged this source's job list to completion finished: every
+    job first seen before then is known, and so is every job older than it in the list."""
 
 
 class Job(Base):
@@ -102,26 +107,26 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
-    job_id: Mapped[str] = mapped_column(String(200))
-    object: Mapped[str | None] = mapped_column(String(100))
-    model: Mapped[str | None] = mapped_column(String(300), index=True)
-    status: Mapped[str] = mapped_column(String(50))
+    job_id: Mapped[str] = mapped_column(Text)
+    object: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(Text, index=True)
+    status: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-    training_file: Mapped[str | None] = mapped_column(String(300))
-    validation_file: Mapped[str | None] = mapped_column(String(300))
-    suffix: Mapped[str | None] = mapped_column(String(300))
+    training_file: Mapped[str | None] = mapped_column(Text)
+    validation_file: Mapped[str | None] = mapped_column(Text)
+    suffix: Mapped[str | None] = mapped_column(Text)
     seed: Mapped[int | None] = mapped_column(BigInteger)
-    organization_id: Mapped[str | None] = mapped_column(String(200))
-    error_code: Mapped[str | None] = mapped_column(String(200))
+    organization_id: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
-    error_param: Mapped[str | None] = mapped_column(String(200))
+    error_param: Mapped[str | None] = mapped_column(Text)
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger)
     trained_steps: Mapped[int | None] = mapped_column(BigInteger)
     total_steps: Mapped[int | None] = mapped_column(BigInteger)
     estimated_finish: Mapped[datetime | None]
-    fine_tuned_model: Mapped[str | None] = mapped_column(String(500))
-    method_type: Mapped[str | None] = mapped_column(String(100))
+    fine_tuned_model: Mapped[str | None] = mapped_column(Text)
+    method_type: Mapped[str | None] = mapped_column(Text)
     result_files: Mapped[list[Any] | None]
     integrations: Mapped[list[Any] | None]
     job_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
@@ -165,7 +170,10 @@ class RawPayload(Base):
     """Each distinct job object the API returned, kept whole (canonical JSON)."""
 
     __tablename__ = "raw_payloads"
-    __table_args__ = (UniqueConstraint("job_pk", "sha256"),)
+    __table_args__ = (
+        UniqueConstraint("job_pk", "sha256"),
+        CheckConstraint("first_observed_at <= last_observed_at", name="observed_in_order"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
@@ -182,11 +190,13 @@ class Snapshot(Base):
     __table_args__ = (
         UniqueConstraint("job_pk", "first_observed_at"),
         Index("ix_snapshots_job_pk_last_observed_at", "job_pk", "last_observed_at"),
+        CheckConstraint("first_observed_at <= last_observed_at", name="observed_in_order"),
+        CheckConstraint("observations >= 1", name="observed"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(Text)
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger)
     trained_steps: Mapped[int | None] = mapped_column(BigInteger)
     total_steps: Mapped[int | None] = mapped_column(BigInteger)
@@ -196,23 +206,37 @@ class Snapshot(Base):
     observations: Mapped[int] = mapped_column(BigInteger)
 
 
-class StatusChange(Base):
-    """A status transition, known to have happened between two observations.
+class StatusChangeRow(Base):
+    """A row of the status history: one status change, known to have happened between two
+    observations.
 
     ``from_status`` is NULL when the job was first seen (already in ``to_status``). It happened
     after ``previous_observed_at`` (NULL when first seen) and no later than ``observed_at``.
+    A job has one first sighting, and one change per observation and per previous observation
+    (NULLs are distinct in a unique constraint, hence the partial index for the first).
     """
 
     __tablename__ = "status_history"
     __table_args__ = (
         UniqueConstraint("job_pk", "observed_at"),
         UniqueConstraint("job_pk", "previous_observed_at"),
+        Index(
+            "uq_status_history_first_sighting",
+            "job_pk",
+            unique=True,
+            sqlite_where=text("previous_observed_at IS NULL"),
+            postgresql_where=text("previous_observed_at IS NULL"),
+        ),
+        CheckConstraint(
+            "previous_observed_at IS NULL OR previous_observed_at < observed_at",
+            name="observed_after_previous",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
-    from_status: Mapped[str | None] = mapped_column(String(50))
-    to_status: Mapped[str] = mapped_column(String(50))
+    from_status: Mapped[str | None] = mapped_column(Text)
+    to_status: Mapped[str] = mapped_column(Text)
     observed_at: Mapped[datetime]
     previous_observed_at: Mapped[datetime | None]
 
@@ -221,7 +245,12 @@ class CollectorRun(Base):
     """One run of ``ftlog snapshot``, ``ingest`` or ``watch`` (one row per pass)."""
 
     __tablename__ = "collector_runs"
-    __table_args__ = (Index("ix_collector_runs_started_at", "started_at"),)
+    __table_args__ = (
+        Index("ix_collector_runs_started_at", "started_at"),
+        CheckConstraint(
+            "outcome IN ('running', 'ok', 'partial', 'failed', 'interrupted')", name="outcome"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     command: Mapped[str] = mapped_column(String(50))
@@ -229,7 +258,8 @@ class CollectorRun(Base):
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     outcome: Mapped[str] = mapped_column(String(20))
-    """running (or killed before it could say otherwise), ok, partial (some jobs failed), failed."""
+    """running (or killed before it could say otherwise), ok, partial (some jobs failed),
+    failed (the run could not go on), interrupted (stopped by a signal)."""
     list_completed: Mapped[bool] = mapped_column(Boolean, default=False)
     """The run paged the job list to its end or to a job known finished since an earlier
     completed listing: every job older than where it stopped is known to the store."""
@@ -237,7 +267,7 @@ class CollectorRun(Base):
     jobs_seen: Mapped[int] = mapped_column(Integer, default=0)
     jobs_changed: Mapped[int] = mapped_column(Integer, default=0)
     snapshots_added: Mapped[int] = mapped_column(Integer, default=0)
-    transitions: Mapped[int] = mapped_column(Integer, default=0)
+    status_changes: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
     error_details: Mapped[list[Any] | None]
 
@@ -253,11 +283,11 @@ class Event(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
-    event_id: Mapped[str] = mapped_column(String(200))
+    event_id: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
-    level: Mapped[str | None] = mapped_column(String(20))
+    level: Mapped[str | None] = mapped_column(Text)
     message: Mapped[str | None] = mapped_column(Text)
-    type: Mapped[str | None] = mapped_column(String(50))
+    type: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     body: Mapped[str] = mapped_column(Text)
     """The whole event object as canonical JSON."""
@@ -275,10 +305,10 @@ class Checkpoint(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
-    checkpoint_id: Mapped[str] = mapped_column(String(200))
+    checkpoint_id: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     step_number: Mapped[int | None] = mapped_column(BigInteger)
-    fine_tuned_model_checkpoint: Mapped[str | None] = mapped_column(String(500))
+    fine_tuned_model_checkpoint: Mapped[str | None] = mapped_column(Text)
     result_files: Mapped[list[Any] | None]
     step: Mapped[int | None] = mapped_column(BigInteger)
     train_loss: Mapped[float | None] = mapped_column(Float)
@@ -305,6 +335,7 @@ class Notification(Base):
     __table_args__ = (
         UniqueConstraint("status_change_id", "channel"),
         Index("ix_notifications_channel_delivered_at", "channel", "delivered_at"),
+        CheckConstraint("attempts >= 0", name="attempts"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,11 +1,12 @@
-"""Telling people about status transitions: a command per transition, or a webhook POST.
+"""Telling people about status changes: a command per change, or a webhook POST.
 
 Each recorded status change (not a job's first sighting) is queued, in the same transaction
 that records it, once per channel (``notifications`` table). Delivery then claims a queued
 row for a while (a lease) before sending it, so overlapping runs do not both send it; a
 failed delivery is left queued and retried by the next run with the same channel. A sender
 killed between sending and marking the row delivered sends it again when the lease ends:
-delivery is at least once, and exactly once in every other case.
+delivery is at least once, and exactly once in every other case. The rows themselves are
+the store's (:mod:`ftlog.store.notifications`); this module sends.
 
 Neither the API token nor the webhook URL is ever put in a notification, a log line or the
 database (a channel is stored as a hash of its target).
@@ -16,29 +17,28 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import subprocess
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 import httpx
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine
 
-from ftlog import settings
-from ftlog.db import write_transaction
-from ftlog.models import Job, Notification, Source, StatusChange, table
+from ftlog import settings, store
+from ftlog.errors import shown_text
+from ftlog.store import StatusChange
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
 COMMAND_TIMEOUT_S = 30.0
 WEBHOOK_TIMEOUT_S = 10.0
-MAX_ATTEMPTS = 20
-"""After this many failed deliveries a notification is given up (it stays in the table)."""
-
-_notifications = table(Notification)
+DELIVERY_BUDGET_S = 60.0
+"""The time all deliveries of one run may take together; what is left is sent next run, so
+a cron run never hangs behind a slow command or webhook."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,25 +57,14 @@ class Target:
         return "the notify command" if self.kind == "command" else "the notify webhook"
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """What a notification says."""
-
-    source: str
-    job_id: str
-    from_status: str
-    to_status: str
-    observed_at: datetime
-    model: str | None
-    error_message: str | None
-
-    def text(self) -> str:
-        model = f" ({self.model})" if self.model else ""
-        error = f": {self.error_message}" if self.error_message else ""
-        return (
-            f"ftlog: fine-tuning job {self.job_id}{model} on {self.source} went "
-            f"{self.from_status} → {self.to_status}{error}"
-        )
+def message(change: StatusChange) -> str:
+    """What a notification says, in one line."""
+    model = f" ({change.model})" if change.model else ""
+    error = f": {change.error_message}" if change.error_message else ""
+    return shown_text(
+        f"ftlog: fine-tuning job {change.job_id}{model} on {change.source} went "
+        f"{change.from_status} → {change.to_status}{error}"
+    )
 
 
 @dataclass(slots=True)
@@ -85,119 +74,104 @@ class DeliveryResult:
 
 
 def deliver_pending(
-    engine: Engine, targets: Sequence[Target], secret_env: Sequence[str] = ()
+    engine: Engine,
+    targets: Sequence[Target],
+    secret_env: Sequence[str] = (),
+    *,
+    budget_s: float = DELIVERY_BUDGET_S,
+    clock: Callable[[], float] = time.monotonic,
 ) -> DeliveryResult:
     """Deliver every queued notification of these targets' channels (this run's and
-    earlier failures). ``secret_env`` names extra variables kept out of a command's
-    environment (the token's variables are always removed)."""
+    earlier failures), within ``budget_s`` seconds in all. ``secret_env`` names extra
+    variables kept out of a command's environment (the token's variables are always
+    removed). A notification not sent in time is left queued for the next run."""
     result = DeliveryResult()
+    deadline = clock() + budget_s
     for target in targets:
-        for row_id, change in _claim(engine, target.channel):
-            error = _send(target, change, secret_env)
-            _finish(engine, row_id, error)
+        claimed = store.claim_notifications(engine, target.channel)
+        for index, (row_id, change) in enumerate(claimed):
+            left = deadline - clock()
+            if left <= 0:
+                unsent = [row for row, _ in claimed[index:]]
+                store.release_notifications(engine, unsent)
+                result.failed.append(
+                    f"{len(unsent)} notifications to {target} left for the next run (this "
+                    f"run's {budget_s:g} s for notifications ran out)"
+                )
+                break
+            error = _send(target, change, secret_env, left)
+            store.finish_notification(engine, row_id, error)
             if error is None:
                 result.sent += 1
             else:
-                message = f"{target} failed for job {change.job_id}: {error}; retried next run"
-                log.warning("%s", message)
-                result.failed.append(message)
+                text = f"{target} failed for job {change.job_id}: {error}; retried next run"
+                log.debug("%s", text)
+                result.failed.append(shown_text(text))
     return result
 
 
-def _claim(engine: Engine, channel: str) -> list[tuple[int, Change]]:
-    """Take the lease on this channel's queued notifications that nobody else holds."""
-    now = datetime.now(UTC)
-    n = _notifications.c
-    with write_transaction(engine) as conn:
-        query = (
-            select(
-                n.id,
-                Source.name,
-                Job.job_id,
-                StatusChange.from_status,
-                StatusChange.to_status,
-                StatusChange.observed_at,
-                Job.model,
-                Job.error_message,
-            )
-            .join(StatusChange, StatusChange.id == n.status_change_id)
-            .join(Job, Job.id == StatusChange.job_pk)
-            .join(Source, Source.id == Job.source_id)
-            .where(
-                n.channel == channel,
-                n.delivered_at.is_(None),
-                n.attempts < MAX_ATTEMPTS,
-                or_(n.claimed_until.is_(None), n.claimed_until < now),
-            )
-            .order_by(StatusChange.observed_at, n.id)
-        )
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(of=_notifications, skip_locked=True)
-        rows = conn.execute(query).all()
-        if rows:
-            conn.execute(
-                _notifications.update()
-                .where(n.id.in_([row.id for row in rows]))
-                .values(claimed_until=now + LEASE)
-            )
-    return [(row.id, Change(*row[1:])) for row in rows]
-
-
-def _finish(engine: Engine, row_id: int, error: str | None) -> None:
-    n = _notifications.c
-    values: dict[str, Any] = {"attempts": n.attempts + 1, "claimed_until": None}
-    if error is None:
-        values["delivered_at"] = datetime.now(UTC)
-        values["last_error"] = None
-    else:
-        values["last_error"] = error[:1000]
-    with write_transaction(engine) as conn:
-        conn.execute(_notifications.update().where(n.id == row_id).values(values))
-
-
-def _send(target: Target, change: Change, secret_env: Sequence[str]) -> str | None:
+def _send(
+    target: Target, change: StatusChange, secret_env: Sequence[str], left: float
+) -> str | None:
     """Deliver one notification; the error as one line, or None when it went out."""
     try:
         if target.kind == "command":
-            return _run_command(target.value, change, secret_env)
-        return _post_webhook(target.value, change)
+            return _run_command(target.value, change, secret_env, min(COMMAND_TIMEOUT_S, left))
+        return _post_webhook(target.value, change, min(WEBHOOK_TIMEOUT_S, left))
     except (OSError, subprocess.SubprocessError, httpx.HTTPError) as err:
         return f"{type(err).__name__}: {_scrub(str(err), target)}"
 
 
-def _run_command(command: str, change: Change, secret_env: Sequence[str]) -> str | None:
+def _run_command(
+    command: str, change: StatusChange, secret_env: Sequence[str], timeout: float
+) -> str | None:
+    """Run the command in a process group of its own; past ``timeout`` the whole group is
+    killed, so that nothing it started outlives it."""
     hidden = set(settings.API_KEY_VARIABLES) | set(secret_env)
     env = {k: v for k, v in os.environ.items() if k not in hidden}
     env.update(
         {
-            "FTLOG_SOURCE": change.source,
+            "FTLOG_SOURCE": change.source or "",
             "FTLOG_JOB_ID": change.job_id,
-            "FTLOG_OLD_STATUS": change.from_status,
+            "FTLOG_OLD_STATUS": change.from_status or "",
             "FTLOG_NEW_STATUS": change.to_status,
             "FTLOG_OBSERVED_AT": change.observed_at.isoformat(),
             "FTLOG_MODEL": change.model or "",
             "FTLOG_ERROR_MESSAGE": change.error_message or "",
-            "FTLOG_MESSAGE": change.text(),
+            "FTLOG_MESSAGE": message(change),
         }
     )
-    done = subprocess.run(  # noqa: S602 - the user's own command line, run as they wrote it
+    with subprocess.Popen(  # noqa: S602 - the user's own command line, run as they wrote it
         command,
         shell=True,
         env=env,
-        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=COMMAND_TIMEOUT_S,
-        check=False,
-    )
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()
-        return f"exit code {done.returncode}" + (f": {detail[-1][:200]}" if detail else "")
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            return f"timed out after {timeout:.0f} s (killed with what it started)"
+    if process.returncode != 0:
+        detail = (stderr or stdout).strip().splitlines()
+        return f"exit code {process.returncode}" + (f": {detail[-1][:200]}" if detail else "")
     return None
 
 
-def _post_webhook(url: str, change: Change) -> str | None:
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    # Children that kept the pipes open are dead too: this returns at once.
+    process.communicate()
+
+
+def _post_webhook(url: str, change: StatusChange, timeout: float) -> str | None:
     body = {
-        "text": change.text(),
+        "text": message(change),
         "source": change.source,
         "job_id": change.job_id,
         "from_status": change.from_status,
@@ -207,7 +181,7 @@ def _post_webhook(url: str, change: Change) -> str | None:
         "error_message": change.error_message,
     }
     with _quiet_httpx():  # its INFO line would print the URL, which is a secret
-        response = httpx.post(url, json=body, timeout=WEBHOOK_TIMEOUT_S, follow_redirects=False)
+        response = httpx.post(url, json=body, timeout=timeout, follow_redirects=False)
     if response.is_success:
         return None
     return f"HTTP {response.status_code}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,7 +59,14 @@ def _postgres_base_url() -> str:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A Postgres URL whose search_path is a fresh, empty schema."""
-    base = make_url(_postgres_base_url())
+    with postgres_schema(_postgres_base_url()) as url:
+        yield url
+
+
+@contextmanager
+def postgres_schema(base_url: str) -> Iterator[str]:
+    """A URL for ``base_url`` whose search_path is a fresh, empty schema, dropped after."""
+    base = make_url(base_url)
     schema = f"ftlog_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base)
     try:

@@ -45,3 +45,62 @@ def run(
 def count(engine: Engine, model: Any) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def store_rows(
+    engine: Engine, *, times: bool = False, source: str | None = None
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows as sorted tuples, comparable across SQLite and Postgres and across
+    runs: surrogate keys are replaced by the job id they stand for, and the times ftlog
+    stamps itself (observations, bookkeeping) are left out unless ``times``; ``source``
+    keeps the rows of that source's jobs only."""
+    from ftlog.models import Base
+
+    own_times = {
+        "first_seen_at",
+        "last_seen_at",
+        "first_observed_at",
+        "last_observed_at",
+        "observed_at",
+        "previous_observed_at",
+        "started_at",
+        "finished_at",
+        "created_at",
+        "claimed_until",
+        "delivered_at",
+        "listed_at",
+    }
+    api_times = {
+        "jobs": {"created_at", "finished_at"},
+        "events": {"created_at"},
+        "checkpoints": {"created_at"},
+    }
+    skipped = {"id", "source_id", "job_pk", "status_change_id", "requests", "error_details"}
+    tables = {t.name: t for t in Base.metadata.sorted_tables}
+    with engine.connect() as conn:
+        jobs = tables["jobs"].c
+        job_ids: dict[int, str] = {
+            r.id: r.job_id for r in conn.execute(select(jobs.id, jobs.job_id))
+        }
+        rows: dict[str, list[tuple[Any, ...]]] = {}
+        for name, table in tables.items():
+            if name in ("alembic_version", "collector_runs", "sources"):
+                continue
+            keep = [
+                c.name
+                for c in table.columns
+                if c.name not in skipped
+                and (times or c.name not in own_times or c.name in api_times.get(name, ()))
+            ]
+            found = []
+            for row in conn.execute(table.select()):
+                values = tuple(getattr(row, c) for c in keep)
+                if "job_pk" in table.c:
+                    if row.job_pk not in job_ids:
+                        continue
+                    values = (job_ids[row.job_pk], *values)
+                elif name == "jobs" and row.id not in job_ids:
+                    continue
+                found.append(values)
+            rows[name] = sorted(found, key=repr)
+    return rows

@@ -142,15 +142,28 @@ def test_default_base_url_is_nebius(make_client: MakeClient) -> None:
 
 def test_job_id_is_quoted_into_one_path_segment(make_client: MakeClient) -> None:
     handler, seen = sequence(httpx.Response(200, json=job("a")))
-    make_client(handler).get_job("../x?y")
-    assert seen[0].url.raw_path == b"/v1/fine_tuning/jobs/..%2Fx%3Fy"
+    make_client(handler).get_job("..x?y#z %")
+    assert seen[0].url.raw_path == b"/v1/fine_tuning/jobs/..x%3Fy%23z%20%25"
+
+
+@pytest.mark.parametrize("job_id", [".", "..", "a/b", "../x", "a\\b", "a\x00b", "a\nb", " "])
+def test_an_id_that_is_not_a_safe_path_segment_is_never_requested(
+    make_client: MakeClient, job_id: str
+) -> None:
+    handler, seen = sequence(httpx.Response(200, json=job("a")))
+    client = make_client(handler)
+    with pytest.raises(PayloadError, match="not requested"):
+        client.get_job(job_id)
+    with pytest.raises(PayloadError, match="not requested"):
+        client.new_items(job_id, "events", None)
+    assert seen == []
 
 
 def test_project_id_sent_on_every_request(make_client: MakeClient) -> None:
     seen: list[httpx.Request] = []
     items = [job(f"ftjob-{n}") for n in range(3)]
     client = make_client(paged(items, seen), project_id="project-42")
-    list(client.iter_job_pages(limit=2))
+    list(client.job_pages(limit=2))
     list(client.iter_events("ftjob-1"))
     list(client.iter_checkpoints("ftjob-1"))
     handler, single = sequence(httpx.Response(200, json=job("a")))
@@ -189,17 +202,18 @@ def test_list_jobs_page(make_client: MakeClient) -> None:
     seen: list[httpx.Request] = []
     items = [job(f"ftjob-{n}") for n in range(5)]
     page = make_client(paged(items, seen)).list_jobs(limit=2, after="ftjob-0")
-    assert page == JobPage(jobs=items[1:3], has_more=True, last_id="ftjob-2")
+    assert page == JobPage(jobs=items[1:3], has_more=True, last_id="ftjob-2", after="ftjob-0")
     assert seen[0].url.params["limit"] == "2"
     assert seen[0].url.params["after"] == "ftjob-0"
 
 
-def test_iter_job_pages_follows_the_cursor_until_has_more_is_false(make_client: MakeClient) -> None:
+def test_job_pages_follow_the_cursor_until_has_more_is_false(make_client: MakeClient) -> None:
     seen: list[httpx.Request] = []
     items = [job(f"ftjob-{n}") for n in range(5)]
     client = make_client(paged(items, seen))
 
-    pages = list(client.iter_job_pages(limit=2))
+    pager = client.job_pages(limit=2)
+    pages = list(pager)
 
     assert [[j["id"] for j in p.jobs] for p in pages] == [
         ["ftjob-0", "ftjob-1"],
@@ -209,13 +223,14 @@ def test_iter_job_pages_follows_the_cursor_until_has_more_is_false(make_client: 
     assert [r.url.params.get("after") for r in seen] == [None, "ftjob-1", "ftjob-3"]
     assert [p.has_more for p in pages] == [True, True, False]
     assert client.request_count == 3
+    assert pager.complete and pager.problem is None
 
 
-def test_iter_job_pages_sends_no_request_beyond_the_page_consumed(make_client: MakeClient) -> None:
+def test_job_pages_send_no_request_beyond_the_page_consumed(make_client: MakeClient) -> None:
     seen: list[httpx.Request] = []
     client = make_client(paged([job(f"ftjob-{n}") for n in range(10)], seen))
 
-    pages = client.iter_job_pages(limit=2)
+    pages = client.job_pages(limit=2)
     assert client.request_count == 0
     first = next(pages)
     assert first.last_id == "ftjob-1"
@@ -224,12 +239,23 @@ def test_iter_job_pages_sends_no_request_beyond_the_page_consumed(make_client: M
         if page.last_id == "ftjob-3":
             break  # the caller stops: it reached jobs already stored
     assert client.request_count == 2
+    assert not pages.complete  # the caller stopped: the listing did not reach its end
 
 
-def test_iter_job_pages_stops_at_an_empty_page_even_if_has_more(make_client: MakeClient) -> None:
-    handler, seen = sequence(httpx.Response(200, json=listing([], True)))
-    assert list(make_client(handler).iter_job_pages()) == [JobPage([], True, None)]
-    assert len(seen) == 1
+def test_an_empty_page_that_says_has_more_ends_the_listing_incomplete(
+    make_client: MakeClient,
+) -> None:
+    handler, seen = sequence(
+        httpx.Response(200, json=listing([job("a")], True)),
+        httpx.Response(200, json=listing([], True)),
+    )
+    pager = make_client(handler).job_pages()
+    assert [[j["id"] for j in p.jobs] for p in pager] == [["a"]]
+    assert len(seen) == 2
+    assert not pager.complete
+    assert (
+        pager.problem is not None and "empty page" in pager.problem and "after=a" in pager.problem
+    )
 
 
 def test_missing_has_more_pages_until_empty(make_client: MakeClient) -> None:
@@ -237,23 +263,42 @@ def test_missing_has_more_pages_until_empty(make_client: MakeClient) -> None:
         httpx.Response(200, json={"object": "list", "data": [job("a")]}),
         httpx.Response(200, json={"object": "list", "data": []}),
     )
-    pages = list(make_client(handler).iter_job_pages())
+    pager = make_client(handler).job_pages()
+    pages = list(pager)
     assert [p.has_more for p in pages] == [True, False]
     assert seen[1].url.params["after"] == "a"
+    assert pager.complete
 
 
-def test_a_cursor_that_repeats_is_an_error_not_a_loop(make_client: MakeClient) -> None:
-    handler, _ = sequence(httpx.Response(200, json=listing([job("a")], True)))
-    with pytest.raises(APIError, match="again"):
-        list(make_client(handler).iter_job_pages())
+def test_an_api_that_ignores_the_cursor_is_caught_after_one_repeat(make_client: MakeClient) -> None:
+    handler, seen = sequence(httpx.Response(200, json=listing([job("a"), job("b")], True)))
+    pager = make_client(handler).job_pages()
+    pages = list(pager)
+    assert [[j["id"] for j in p.jobs] for p in pages] == [["a", "b"]]  # counted once
+    assert len(seen) == 2
+    assert not pager.complete
+    assert pager.problem is not None and "ignore the cursor" in pager.problem
+    assert "after=b" in pager.problem
 
 
-def test_has_more_without_a_last_id_is_an_error(make_client: MakeClient) -> None:
-    handler, _ = sequence(httpx.Response(200, json=listing([{"no": "id"}], True)))
-    pages = make_client(handler).iter_job_pages()
-    assert next(pages).last_id is None
-    with pytest.raises(APIError, match="no id"):
-        next(pages)
+def test_a_repeated_cursor_keeps_what_is_new_then_stops(make_client: MakeClient) -> None:
+    handler, seen = sequence(
+        httpx.Response(200, json=listing([job("a"), job("b")], True)),
+        httpx.Response(200, json=listing([job("c"), job("b")], True)),
+    )
+    pager = make_client(handler).job_pages()
+    pages = list(pager)
+    assert [[j["id"] for j in p.jobs] for p in pages] == [["a", "b"], ["c"]]
+    assert len(seen) == 2
+    assert pager.problem is not None and "ending at b again" in pager.problem
+
+
+def test_has_more_without_a_last_id_ends_the_listing(make_client: MakeClient) -> None:
+    handler, seen = sequence(httpx.Response(200, json=listing([{"no": "id"}], True)))
+    pager = make_client(handler).job_pages()
+    assert list(pager) == []
+    assert len(seen) == 1
+    assert pager.problem is not None and "no id" in pager.problem
 
 
 @pytest.mark.parametrize(
@@ -303,41 +348,50 @@ def test_iter_events_and_checkpoints_page_through_items(make_client: MakeClient)
 # -- new items since the newest stored ---------------------------------------------------------
 
 
-def test_iter_new_events_stops_at_the_known_id_oldest_first(make_client: MakeClient) -> None:
+def test_new_events_stop_at_the_known_id_oldest_first(make_client: MakeClient) -> None:
     seen: list[httpx.Request] = []
     items = [{"id": f"ev-{n}", "created_at": 100 - n} for n in range(10)]  # newest first
     client = make_client(paged(items, seen))
 
-    new = list(client.iter_new_events("ftjob-1", newest_known_id="ev-3", limit=2))
+    new = client.new_items("ftjob-1", "events", newest_known_id="ev-3", limit=2)
 
-    assert [e["id"] for e in new] == ["ev-2", "ev-1", "ev-0"]
+    assert [e["id"] for e in new.items] == ["ev-2", "ev-1", "ev-0"] and new.complete
     assert client.request_count == 2  # ev-3 is on the second page: no third request
     assert "after" not in seen[0].url.params
 
 
-def test_iter_new_events_when_nothing_is_new(make_client: MakeClient) -> None:
+def test_new_events_when_nothing_is_new(make_client: MakeClient) -> None:
     seen: list[httpx.Request] = []
     items = [{"id": f"ev-{n}", "created_at": 100 - n} for n in range(10)]
     client = make_client(paged(items, seen))
-    assert list(client.iter_new_events("ftjob-1", "ev-0")) == []
+    assert client.new_items("ftjob-1", "events", "ev-0").items == []
     assert client.request_count == 1
 
 
-def test_iter_new_events_without_a_known_id_returns_everything(make_client: MakeClient) -> None:
+def test_new_events_without_a_known_id_return_everything(make_client: MakeClient) -> None:
     seen: list[httpx.Request] = []
     items = [{"id": f"ev-{n}", "created_at": 100 - n} for n in range(5)]
-    new = list(make_client(paged(items, seen)).iter_new_events("ftjob-1", None, limit=2))
-    assert new == items[::-1]
+    new = make_client(paged(items, seen)).new_items("ftjob-1", "events", None, limit=2)
+    assert new.items == items[::-1] and new.complete
     assert len(seen) == 3
 
 
-def test_iter_new_checkpoints_stops_at_an_older_created_at(make_client: MakeClient) -> None:
+def test_new_events_of_a_listing_that_breaks_are_kept_and_flagged(make_client: MakeClient) -> None:
+    page = listing([{"id": "ev-9", "created_at": 9}, {"id": "ev-8", "created_at": 8}], True)
+    handler, seen = sequence(httpx.Response(200, json=page))  # the API ignores `after`
+    new = make_client(handler).new_items("ftjob-1", "events", "ev-1")
+    assert [e["id"] for e in new.items] == ["ev-8", "ev-9"]
+    assert not new.complete and new.problem is not None and "ignore" in new.problem
+    assert len(seen) == 2
+
+
+def test_new_checkpoints_stop_at_an_older_created_at(make_client: MakeClient) -> None:
     # The stored newest checkpoint is gone from the API: its timestamp still bounds the paging.
     seen: list[httpx.Request] = []
     items = [{"id": f"ck-{n}", "created_at": 100 - n} for n in range(10)]
     client = make_client(paged(items, seen))
 
-    new = list(client.iter_new_checkpoints("ftjob-1", "ck-gone", 97, limit=2))
+    new = client.new_items("ftjob-1", "checkpoints", "ck-gone", 97, limit=2).items
 
     assert [c["id"] for c in new] == ["ck-3", "ck-2", "ck-1", "ck-0"]  # 97 itself may be new
     assert client.request_count == 3

@@ -111,7 +111,7 @@ def test_failed_webhook_is_retried_next_run_without_blocking(
     run(engine, sim, plan)
     sim.clock.set(spec.created_at + 100)
     failed = run(engine, sim, plan)
-    assert failed.exit_code == 0 and failed.result.transitions  # recorded all the same
+    assert failed.exit_code == 0 and failed.result.status_changes  # recorded all the same
     assert len(failed.warnings) == 1 and "retried next run" in failed.warnings[0]
     assert receiver.url not in failed.warnings[0]  # the URL is a secret
     assert receiver.bodies == []

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import venv
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import Engine, insert, inspect, text
+from sqlalchemy import Engine, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from ftlog import db as store_db
 from ftlog.cli import main
-from ftlog.models import Base, Job, RawPayload, Source, StatusChange
+from ftlog.models import (
+    Base,
+    Checkpoint,
+    CollectorRun,
+    Event,
+    Job,
+    Notification,
+    RawPayload,
+    Snapshot,
+    Source,
+    StatusChangeRow,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+H = timedelta(hours=1)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -77,14 +91,50 @@ def test_duplicate_transition_is_rejected(engine: Engine) -> None:
     }
     with engine.begin() as conn:
         job_pk = _job(conn)
-        conn.execute(insert(StatusChange).values(job_pk=job_pk, **row))
+        conn.execute(insert(StatusChangeRow).values(job_pk=job_pk, **row))
     with pytest.raises(IntegrityError), engine.begin() as conn:
-        conn.execute(insert(StatusChange).values(job_pk=job_pk, **row))
+        conn.execute(insert(StatusChangeRow).values(job_pk=job_pk, **row))
     # A racing collector that saw the same change a moment later is rejected too: a change
     # after a given observation can be recorded once.
     later = {**row, "observed_at": T0 + timedelta(seconds=5)}
     with pytest.raises(IntegrityError), engine.begin() as conn:
-        conn.execute(insert(StatusChange).values(job_pk=job_pk, **later))
+        conn.execute(insert(StatusChangeRow).values(job_pk=job_pk, **later))
+
+
+def test_a_second_first_sighting_is_rejected(engine: Engine) -> None:
+    first = {"from_status": None, "to_status": "running", "previous_observed_at": None}
+    with engine.begin() as conn:
+        job_pk = _job(conn)
+        conn.execute(insert(StatusChangeRow).values(job_pk=job_pk, observed_at=T0, **first))
+    later = T0 + timedelta(minutes=1)
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(insert(StatusChangeRow).values(job_pk=job_pk, observed_at=later, **first))
+
+
+@pytest.mark.parametrize(
+    ("model", "values"),
+    [
+        (CollectorRun, {"command": "snapshot", "started_at": T0, "outcome": "fine"}),
+        (StatusChangeRow, {"to_status": "x", "observed_at": T0, "previous_observed_at": T0 + H}),
+        (
+            Snapshot,
+            {"status": "x", "first_observed_at": T0 + H, "last_observed_at": T0, "observations": 1},
+        ),
+        (
+            Snapshot,
+            {"status": "x", "first_observed_at": T0, "last_observed_at": T0, "observations": 0},
+        ),
+    ],
+)
+def test_check_constraints_refuse_what_ftlog_never_writes(
+    engine: Engine, model: Any, values: dict[str, Any]
+) -> None:
+    with engine.begin() as conn:
+        job_pk = _job(conn)
+    if "job_pk" in model.__table__.c:
+        values = {**values, "job_pk": job_pk}
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(insert(model).values(**values))
 
 
 def test_duplicate_raw_payload_is_rejected(engine: Engine) -> None:
@@ -174,6 +224,7 @@ def test_default_store_is_under_the_user_data_directory(tmp_path: Path) -> None:
 
 def test_sqlite_pragmas(tmp_path: Path) -> None:
     engine = store_db.create_store_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    store_db.ensure_schema(engine)  # WAL is set once the file is known to be an ftlog store
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -235,3 +286,143 @@ def test_installed_wheel_runs_migrations_from_elsewhere(
         check=True,
     )
     assert located.stdout.startswith(str(installed_wheel))
+
+
+@pytest.mark.parametrize("kind", ["tables", "not-a-database"])
+def test_a_foreign_sqlite_file_is_refused_and_left_byte_for_byte(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "theirs.db"
+    if kind == "tables":
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE notes (body TEXT)")
+            conn.execute("INSERT INTO notes VALUES ('mine')")
+        conn.close()
+    else:
+        path.write_bytes(b"just some text, not a database\n" * 100)
+    before = path.read_bytes()
+    result = CliRunner().invoke(main, ["jobs", "--db", str(path)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs.db"]  # no -wal, no -shm
+
+
+def test_a_store_at_0002_holding_data_upgrades_with_its_data(empty_engine: Engine) -> None:
+    """A store frozen at the previous revision, written as 0002's code wrote it (through SQL
+    of that schema), upgraded: every row stays, nothing cascades, the new columns are filled."""
+    engine = empty_engine
+    store_db.upgrade(engine, "0002")
+    t1, t2 = T0 + H, T0 + 2 * H
+    with engine.begin() as conn:
+        run = {
+            "command": "snapshot",
+            "requests": 1,
+            "jobs_seen": 1,
+            "jobs_changed": 1,
+            "snapshots_added": 1,
+            "transitions": 1,
+            "errors": 0,
+        }
+        conn.execute(
+            text(
+                "INSERT INTO sources (id, name, base_url, created_at) "
+                "VALUES (1, 's', 'http://x', :t)"
+            ),
+            {"t": T0},
+        )
+        for rid, (done, completed) in enumerate([(t1, True), (t2, False)], start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO collector_runs (id, command, source_id, started_at, finished_at, "
+                    "outcome, list_completed, requests, jobs_seen, jobs_changed, snapshots_added, "
+                    "transitions, errors) VALUES (:id, :command, 1, :t0, :done, 'ok', :completed, "
+                    ":requests, :jobs_seen, :jobs_changed, :snapshots_added, :transitions, :errors)"
+                ),
+                {**run, "id": rid, "t0": T0, "done": done, "completed": completed},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, source_id, job_id, status, created_at, first_seen_at, "
+                "last_seen_at, payload_sha256, model) VALUES (1, 1, 'ftjob-1', 'succeeded', :t, "
+                ":t, :t2, :sha, 'm')"
+            ),
+            {"t": T0, "t2": t2, "sha": "a" * 64},
+        )
+        conn.execute(
+            text("INSERT INTO hyperparameters (job_pk, batch_size, extra) VALUES (1, 8, '{}')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO raw_payloads (job_pk, sha256, body, first_observed_at, "
+                "last_observed_at) VALUES (1, :sha, '{}', :t, :t2)"
+            ),
+            {"sha": "a" * 64, "t": T0, "t2": t2},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO snapshots (job_pk, status, first_observed_at, last_observed_at, "
+                "observations) VALUES (1, 'succeeded', :t, :t2, 2)"
+            ),
+            {"t": T0, "t2": t2},
+        )
+        for hid, (old, new, at, prev) in enumerate(
+            [(None, "running", T0, None), ("running", "succeeded", t1, T0)], start=1
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO status_history (id, job_pk, from_status, to_status, observed_at, "
+                    "previous_observed_at) VALUES (:id, 1, :old, :new, :at, :prev)"
+                ),
+                {"id": hid, "old": old, "new": new, "at": at, "prev": prev},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO notifications (status_change_id, channel, created_at, attempts) "
+                "VALUES (2, 'command:abc', :t, 0)"
+            ),
+            {"t": t1},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO events (job_pk, event_id, created_at, body, first_observed_at, data) "
+                "VALUES (1, 'ev-1', :t, '{}', :t, '{\"step\": 1}')"
+            ),
+            {"t": T0},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO checkpoints (job_pk, checkpoint_id, created_at, step_number, "
+                "train_loss, body, first_observed_at) VALUES (1, 'ck-1', :t, 10, 0.5, '{}', :t)"
+            ),
+            {"t": T0},
+        )
+        if engine.dialect.name == "postgresql":  # ids were given: move the sequences on
+            for table in ("sources", "collector_runs", "jobs", "status_history"):
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), 10)"))
+    store_db.upgrade(engine)
+    expected = {
+        Source: 1,
+        CollectorRun: 2,
+        Job: 1,
+        RawPayload: 1,
+        Snapshot: 1,
+        StatusChangeRow: 2,
+        Notification: 1,
+        Event: 1,
+        Checkpoint: 1,
+    }
+    with engine.connect() as conn:
+        for model, n in expected.items():
+            assert conn.execute(select(func.count()).select_from(model)).scalar_one() == n, model
+        assert conn.execute(select(Source.listed_at)).scalar_one() == t1
+        assert sorted(conn.execute(select(CollectorRun.status_changes)).scalars()) == [1, 1]
+        assert conn.execute(select(Event.data)).scalar_one() == {"step": 1}
+        assert conn.execute(select(Checkpoint.train_loss)).scalar_one() == 0.5
+        assert conn.execute(select(Job.model)).scalar_one() == "m"
+        assert store_db.current_revision(conn) == store_db.head_revision()
+        if engine.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+    # And back: the downgrade keeps the rows too (it drops only what 0003 added).
+    store_db.downgrade(engine, "0002")
+    with engine.connect() as conn:
+        for model in (Job, Snapshot, Notification, Event):
+            assert conn.execute(select(func.count()).select_from(model.__table__)).scalar_one() == 1

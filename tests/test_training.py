@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, event, select
 
-from ftlog import analysis, details
+from ftlog import analysis, store
 from ftlog.cli import main
 from ftlog.models import Job
 from ftlog.parse import parse_checkpoint, parse_event, parse_job
@@ -186,8 +186,11 @@ def save_details(
 ) -> None:
     with engine.connect() as conn:
         pk, sha = conn.execute(select(Job.id, Job.payload_sha256).where(Job.job_id == job_id)).one()
-    details._save(engine, "events", pk, [parse_event(e, job_id) for e in events], sha)
-    details._save(engine, "checkpoints", pk, [parse_checkpoint(c, job_id) for c in ckpts], sha)
+    target = store.DetailTarget(pk, job_id, sha, None, None)
+    events_found = [parse_event(e, job_id) for e in events]
+    ckpts_found = [parse_checkpoint(c, job_id) for c in ckpts]
+    store.save_details(engine, "events", [store.FetchedDetails(target, events_found)])
+    store.save_details(engine, "checkpoints", [store.FetchedDetails(target, ckpts_found)])
 
 
 @pytest.fixture

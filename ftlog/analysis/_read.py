@@ -37,7 +37,7 @@ from ftlog.models import (
     Job,
     Snapshot,
     Source,
-    StatusChange,
+    StatusChangeRow,
     UTCDateTime,
     table,
 )
@@ -62,7 +62,7 @@ jobs_table = table(Job)
 sources_table = table(Source)
 hyper_table = table(Hyperparameters)
 snapshots_table = table(Snapshot)
-history_table = table(StatusChange)
+history_table = table(StatusChangeRow)
 events_table = table(Event)
 checkpoints_table = table(Checkpoint)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -12,16 +11,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ftlog.cli.config import current_profile, profile_options
-from ftlog.cli.options import db_option, is_quiet, verbosity_options
+from ftlog.cli.options import db_option, is_quiet, is_verbose, verbosity_options
 
 if TYPE_CHECKING:
+    from ftlog.cli.progress import TerminalProgress
     from ftlog.client import FineTuningClient
     from ftlog.collector import RunSummary
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-PROGRESS_AFTER_S = 1.0
-"""A run shows its progress on a terminal once it has taken this long."""
 
 
 def api_options(func: F) -> F:
@@ -124,38 +121,73 @@ def _source_id(engine: Any, source: str | None, base_url: str) -> int:
     return store.ensure_source(engine, source or default_source_name(base_url), base_url)
 
 
-def _report(summary: RunSummary, as_json: bool) -> None:
-    """The summary: one line on stderr (unless -q), JSON on stdout with --json; exit code."""
+def _finish(summary: RunSummary, as_json: bool) -> None:
+    """Print the run (errors always; see :mod:`ftlog.cli.progress`), JSON on stdout with
+    --json, and exit with the run's code."""
+    from ftlog.cli.progress import print_run
+
     if as_json:
         import json
 
         click.echo(json.dumps(summary.as_dict(), indent=2))
-    if not is_quiet(click.get_current_context()):
-        click.echo(summary.line(), err=True)
+    ctx = click.get_current_context()
+    print_run(summary, quiet=is_quiet(ctx), verbose=is_verbose(ctx))
     if summary.exit_code:
         sys.exit(summary.exit_code)
 
 
 @contextmanager
-def _progress() -> Iterator[Callable[[int], None] | None]:
-    """A running count on a terminal (stderr) once the work has taken a second; nothing
-    under cron. The total is not known in advance: the job list is paged until it is done."""
-    if is_quiet(click.get_current_context()) or not sys.stderr.isatty():
-        yield None
-        return
-    started, done = time.monotonic(), 0
+def _progress() -> Iterator[TerminalProgress | None]:
+    from ftlog.cli.progress import TerminalProgress
 
-    def update(jobs: int) -> None:
-        nonlocal done
-        done += jobs
-        if time.monotonic() - started >= PROGRESS_AFTER_S:
-            click.echo(f"\r  {done:,} jobs recorded…", err=True, nl=False)
-
+    display = TerminalProgress.for_terminal(is_quiet(click.get_current_context()))
     try:
-        yield update
+        yield display
     finally:
-        if time.monotonic() - started >= PROGRESS_AFTER_S:
-            click.echo("\r\033[K", err=True, nl=False)  # clear the line for the summary
+        if display is not None:
+            display.close()
+
+
+@contextmanager
+def _interruptible(command: str) -> Iterator[None]:
+    """SIGTERM (systemd stop, ``timeout``, ``docker stop``) stops a run as Ctrl-C does: the
+    batch in flight is finished or rolled back, the run is recorded as interrupted, and the
+    exit code is 128 + the signal's number (130 for SIGINT, 143 for SIGTERM). A second
+    signal while it winds down is ignored."""
+    import signal
+
+    from ftlog.errors import Interrupted
+
+    def stop(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        number = getattr(err, "signal_number", signal.SIGINT)
+        click.echo(
+            f"ftlog {command}: interrupted by {signal.Signals(number).name}; what was recorded "
+            "is kept, and the run is recorded as interrupted",
+            err=True,
+        )
+        sys.exit(128 + number)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+concurrency_option = click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    metavar="N",
+    help="Per-job requests (refreshing unfinished jobs, events, checkpoints) in flight at "
+    "once. The API's rate limits are honoured across all of them.",
+)
 
 
 @click.command()
@@ -163,6 +195,7 @@ def _progress() -> Iterator[Callable[[int], None] | None]:
 @click.option("--active", is_flag=True, help="Re-fetch only the jobs recorded as unfinished.")
 @click.option("--full", is_flag=True, help="Page through every job, not just the new ones.")
 @recording_options
+@concurrency_option
 @api_options
 @source_option
 @db_option
@@ -177,6 +210,7 @@ def snapshot(
     no_checkpoints: bool,
     notify_command: str | None,
     notify_webhook: str | None,
+    concurrency: int,
     base_url: str | None,
     api_key: str | None,
     project_id: str | None,
@@ -190,8 +224,9 @@ def snapshot(
     finished and unchanged, then re-fetches the unfinished ones; an up-to-date store costs
     one or two requests.
 
-    Exit codes: 0 everything recorded; 1 some job or request failed (the rest is recorded);
-    2 bad usage, a refused token or a store at another schema revision.
+    Exit codes: 0 everything recorded; 1 some job or request failed (each is printed, the
+    rest is recorded); 2 bad usage, a refused token or a store at another schema revision;
+    75 the store was locked by another run for too long; 130/143 stopped by SIGINT/SIGTERM.
     """
     if active and (full or job_ids):
         raise click.UsageError("--active cannot be combined with --full or JOB_IDs")
@@ -201,13 +236,26 @@ def snapshot(
     from ftlog.collector import snapshot as run_snapshot
     from ftlog.db import open_store
 
+    _check_job_ids(job_ids)
     extras = _plan_extras(no_events, no_checkpoints, notify_command, notify_webhook)
-    plan = SnapshotPlan(job_ids=job_ids, active_only=active, full=full, **extras)
+    plan = SnapshotPlan(
+        job_ids=job_ids, active_only=active, full=full, concurrency=concurrency, **extras
+    )
     with _client(base_url, api_key, project_id) as client, open_store(db_url) as engine:
         source_id = _source_id(engine, source, client.base_url)
-        with _progress() as progress:
+        with _interruptible("snapshot"), _progress() as progress:
             summary = run_snapshot(engine, client, source_id, plan, progress=progress)
-    _report(summary, as_json)
+    _finish(summary, as_json)
+
+
+def _check_job_ids(job_ids: tuple[str, ...]) -> None:
+    """Job ids given on the command line must be requestable (not ``.``, ``..``, ...)."""
+    from ftlog.client import job_id_problem
+
+    for job_id in job_ids:
+        problem = job_id_problem(job_id)
+        if problem:
+            raise click.BadParameter(f"{problem}: {job_id!r}", param_hint="JOB_ID")
 
 
 @click.command()
@@ -242,7 +290,9 @@ def ingest(
     """Record job objects saved earlier (FILE, or - for stdin).
 
     Each FILE holds one job object, a list response ({"data": [...]}), a JSON array or JSON
-    lines. Objects that cannot be recorded are reported and skipped (exit code 1).
+    lines. Objects that cannot be recorded are reported and skipped (exit code 1). The same
+    objects ingested again at the same --observed-at add nothing. The API token, when set,
+    is scrubbed from the objects as from the API's answers.
     """
     from ftlog.collector import ingest as run_ingest
     from ftlog.collector import read_job_objects
@@ -252,10 +302,24 @@ def ingest(
     objects: list[Any] = []
     for file in files:
         objects.extend(read_job_objects(file.read(), file.name))
+    secrets = [token] if (token := _known_token()) else []
     with open_store(db_url) as engine:
         source_id = _source_id(engine, source, base_url or DEFAULT_BASE_URL)
-        summary = run_ingest(engine, source_id, objects, observed_at)
-    _report(summary, as_json)
+        with _interruptible("ingest"):
+            summary = run_ingest(engine, source_id, objects, observed_at, secrets=secrets)
+    _finish(summary, as_json)
+
+
+def _known_token() -> str | None:
+    """The token, if one is configured (ingest needs none, but scrubs it when known)."""
+    from ftlog.client import resolve_api_key
+    from ftlog.errors import AuthError
+
+    profile = current_profile()
+    try:
+        return profile.resolve_api_key(None) if profile else resolve_api_key(None)
+    except AuthError:
+        return None
 
 
 @click.command()
@@ -268,6 +332,7 @@ def ingest(
     help="Seconds between snapshots.",
 )
 @recording_options
+@concurrency_option
 @api_options
 @source_option
 @db_option
@@ -280,6 +345,7 @@ def watch(
     no_checkpoints: bool,
     notify_command: str | None,
     notify_webhook: str | None,
+    concurrency: int,
     base_url: str | None,
     api_key: str | None,
     project_id: str | None,
@@ -289,23 +355,36 @@ def watch(
     """Snapshot repeatedly until the watched jobs finish (Ctrl-C stops it).
 
     With JOB_IDs it watches those; without, every job: each pass syncs the list (new jobs
-    included) and it stops when none is unfinished.
+    included) and it stops when none is unfinished. Each pass prints its errors; the exit
+    code is 1 when any pass had one, and a pass that cannot go on (the API unreachable)
+    ends the watch.
     """
     from ftlog.collector import SnapshotPlan
     from ftlog.collector import watch as run_watch
     from ftlog.db import open_store
 
+    _check_job_ids(job_ids)
     extras = _plan_extras(no_events, no_checkpoints, notify_command, notify_webhook)
-    plan = SnapshotPlan(job_ids=job_ids, **extras)
-    quiet = is_quiet(click.get_current_context())
+    plan = SnapshotPlan(job_ids=job_ids, concurrency=concurrency, **extras)
+    ctx = click.get_current_context()
+    quiet, verbose = is_quiet(ctx), is_verbose(ctx)
+    from ftlog.cli.progress import print_run
+
+    failed_passes = 0
     with _client(base_url, api_key, project_id) as client, open_store(db_url) as engine:
         source_id = _source_id(engine, source, client.base_url)
-        try:
-            for summary in run_watch(engine, client, source_id, plan, interval):
-                if not quiet:
-                    click.echo(summary.line(), err=True)
-        except KeyboardInterrupt:
-            click.echo("ftlog watch: stopped", err=True)
-            return
+        with _interruptible("watch"), _progress() as progress:
+            for summary in run_watch(engine, client, source_id, plan, interval, progress=progress):
+                if progress is not None:
+                    progress.close()
+                print_run(summary, quiet=quiet, verbose=verbose)
+                failed_passes += bool(summary.errors)
+    if failed_passes:
+        click.echo(
+            f"ftlog watch: stopped; {failed_passes} pass{'es' * (failed_passes > 1)} had errors "
+            "(printed above)",
+            err=True,
+        )
+        sys.exit(1)
     if not quiet:
         click.echo("ftlog watch: every watched job has finished", err=True)

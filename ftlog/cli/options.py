@@ -76,6 +76,10 @@ def is_quiet(ctx: click.Context) -> bool:
     return bool(ctx.ensure_object(dict).get("quiet"))
 
 
+def is_verbose(ctx: click.Context) -> bool:
+    return bool(ctx.ensure_object(dict).get("verbose"))
+
+
 prices_option = click.option(
     "--prices",
     "prices_path",

@@ -58,6 +58,14 @@ from ftlog.cli.options import verbosity_options
     help="Seed for the jobs and the random faults; the same seed gives the same run.",
 )
 @click.option(
+    "--latency",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Answer every request after this delay, as a real network and API would (0.05 = 50 ms).",
+)
+@click.option(
     "--token",
     metavar="TOKEN",
     help="Accept only this bearer token. Default: any non-empty token.",
@@ -78,6 +86,7 @@ def simulate(
     at_end: bool,
     faults: str,
     seed: int,
+    latency: float,
     token: str | None,
     flavor: str,
 ) -> None:
@@ -98,10 +107,14 @@ def simulate(
         raise click.BadParameter(str(err), param_hint="--faults") from None
     jobs = make_jobs(n_jobs, seed, flavor="openai" if flavor == "openai" else "nebius")
     clock = ManualClock(max((j.finished_at for j in jobs), default=0)) if at_end else None
-    api = SimulatedAPI(jobs, clock=clock, speed=speed, seed=seed, faults=fault_rules, token=token)
+    api = SimulatedAPI(
+        jobs, clock=clock, speed=speed, seed=seed, faults=fault_rules, token=token, latency=latency
+    )
 
     def announce(url: str) -> None:
         pace = "clock stopped after every job finished" if at_end else f"speed {speed:g}x"
+        if latency:
+            pace += f", {latency * 1000:g} ms per request"
         click.echo(f"ftlog simulate: serving {n_jobs} jobs at {url} ({pace})", err=True)
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as cleanly as on Ctrl-C

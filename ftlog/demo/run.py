@@ -349,7 +349,7 @@ def _record(
         result.errors.extend(run.errors)
         for kind, added in run.details_added.items():
             details[kind] = details.get(kind, 0) + added
-        for change in sorted(run.result.transitions, key=lambda t: t.observed_at):
+        for change in sorted(run.result.status_changes, key=lambda t: t.observed_at):
             result.transitions += 1
             offset = (change.observed_at - began_at).total_seconds()
             echo(_transition_line(offset, change, labels.get(change.job_id, "")))

@@ -122,7 +122,8 @@ class SimulatedAPI:
 
     ``clock`` defaults to a :class:`ScaledClock` starting now at ``speed``; ``seed`` drives the
     random faults; ``token``, when given, is the only bearer token accepted (otherwise any
-    non-empty one is). Counters are in ``stats``.
+    non-empty one is); ``latency`` delays every answer by that many seconds, as a real
+    network and API would. Counters are in ``stats``.
     """
 
     def __init__(
@@ -134,11 +135,15 @@ class SimulatedAPI:
         seed: int = 0,
         faults: str | Sequence[FaultRule] = (),
         token: str | None = None,
+        latency: float = 0.0,
     ) -> None:
         self.clock: Clock = clock or ScaledClock(speed=speed)
         self.faults = parse_faults(faults) if isinstance(faults, str) else tuple(faults)
         self.stats = Stats()
         self._token = token
+        if latency < 0:
+            raise ValueError(f"latency must not be negative, not {latency}")
+        self.latency = latency
         self._specs = {spec.id: spec for spec in jobs}
         newest_first = sorted(self._specs.values(), key=lambda s: (s.created_at, s.id))[::-1]
         self._order = [spec.id for spec in newest_first]
@@ -200,6 +205,11 @@ class SimulatedAPI:
         with self._lock:
             self.stats.requests += 1
             self.stats.by_path[route] += 1
+        response = self._respond(route, job_id, url.query, authorization)
+        response.delay = max(response.delay, self.latency)
+        return response
+
+    def _respond(self, route: str, job_id: str, query: str, authorization: str | None) -> Response:
         problem = self._auth_problem(authorization)
         if problem:
             return _error(401, problem, "invalid_api_key")
@@ -207,7 +217,7 @@ class SimulatedAPI:
         if fault is not None and fault.kind in ("429", "500", "502", "503", "reset"):
             return _fault_response(fault)
         try:
-            response = self._answer(route, job_id, parse_qs(url.query), int(self.clock.now()))
+            response = self._answer(route, job_id, parse_qs(query), int(self.clock.now()))
         except _BadRequest as err:
             return _error(400, str(err), "invalid_request")
         return response if fault is None else _spoil(response, fault, route)
