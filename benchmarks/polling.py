@@ -38,7 +38,7 @@ from ftlog import store
 from ftlog.client import FineTuningClient
 from ftlog.collector import SnapshotPlan, snapshot
 from ftlog.db import create_store_engine, ensure_schema
-from ftlog.models import Base, CollectorRun, Snapshot
+from ftlog.models import Base, CollectorRun, Snapshot, table
 from ftlog.parse import parse_job
 from ftlog.simulator import JobSpec, ManualClock, SimulatedAPI, make_jobs, render_job
 from ftlog.simulator.server import serve_in_thread
@@ -49,7 +49,7 @@ DAY = 24 * 60
 """Runs in a day at one a minute."""
 """Typical jobs polled together in the day case (bytes are divided by it)."""
 MINUTE = 60
-RUN_TABLES = frozenset({CollectorRun.__tablename__, "sources"})
+RUN_TABLES = frozenset({table(CollectorRun).name, "sources"})
 
 
 @contextmanager
@@ -231,15 +231,15 @@ def run(settings: Settings) -> list[Figure]:
             Figure(
                 "3 polling growth",
                 f"{polls:,} polls of an unchanged job, {database}",
-                rows[Snapshot.__tablename__],
+                rows[table(Snapshot).name],
                 "rows",
                 target_text="0 snapshot rows",
-                note="rows added elsewhere: " + _nonzero(rows, skip={Snapshot.__tablename__}),
-                met_override=rows[Snapshot.__tablename__] == 0,
+                note="rows added elsewhere: " + _nonzero(rows, skip={table(Snapshot).name}),
+                met_override=rows[table(Snapshot).name] == 0,
             )
         )
         rows, distinct, grew = results["running", database]
-        snapshots = rows[Snapshot.__tablename__]
+        snapshots = rows[table(Snapshot).name]
         per_state = sum(v for k, v in grew.items() if k not in RUN_TABLES) / max(1, distinct)
         figures.append(
             Figure(

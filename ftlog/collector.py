@@ -28,14 +28,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from ftlog import store
-from ftlog.client import FineTuningClient, JobPage, Pager, job_id_problem
+from ftlog.client import FineTuningClient, Pager, job_id_problem
 from ftlog.details import collect_details
 from ftlog.errors import APIError, AuthError, NotFound, PayloadError, UsageProblem, shown
 from ftlog.fetching import DEFAULT_CONCURRENCY, Breaker, Progress, fetch_all
-from ftlog.models import TERMINAL_STATUSES
 from ftlog.notify import Target, deliver_pending
 from ftlog.parse import JobRecord, parse_job
 from ftlog.redact import scrub
+from ftlog.schema import TERMINAL_STATUSES
 from ftlog.store import DetailKind, Observation, RunCounts, SaveResult
 
 log = logging.getLogger(__name__)
@@ -271,21 +271,23 @@ class _Run:
         pager = self.client.job_pages(PAGE_SIZE)
         if self.progress is not None:
             self.progress.start("listing jobs", None)
-        pages = _prefetched(pager, self.now) if expect_all else _timed(pager, self.now)
-        for page, observed_at in pages:
-            records = _parse_items(page.jobs, self.summary)
+        pages = _prefetched(pager, self.now) if expect_all else _listed(pager, self.now)
+        for listed in pages:
+            records = listed.records
+            for error in listed.errors:
+                _report(self.summary, error)
             # Only a listing that may stop early needs the stored state (read before saving).
             ids = [r.job_id for r in records]
             known = {} if expect_all else store.stored_jobs(self.engine, self.source_id, ids)
             new_before = self.summary.result.new_jobs
-            self.save([Observation(r, observed_at) for r in records])
+            self.save([Observation(r, listed.observed_at) for r in records])
             unanalyzed += self.summary.result.new_jobs - new_before
             if unanalyzed >= ANALYZE_AFTER_NEW_JOBS:
                 store.refresh_statistics(self.engine)
                 unanalyzed = 0
             covered.update(ids)
             if self.progress is not None:
-                self.progress.advance(len(page.jobs))
+                self.progress.advance(listed.items)
             if (
                 not self.plan.full
                 and listed_before is not None
@@ -374,34 +376,45 @@ def _is_settled(record: JobRecord, stored: store.StoredJob | None, listed_before
     )
 
 
-def _prefetched(pages: Pager, now: Clock) -> Iterator[tuple[JobPage, datetime]]:
-    """Pages with their fetch time, the next one fetched while the caller saves this one."""
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """A page of the job list, parsed: its records, the items that could not be, and when
+    it was fetched."""
+
+    records: list[JobRecord]
+    errors: list[str]
+    observed_at: datetime
+    items: int
+
+
+def _listed(pages: Pager, now: Clock) -> Iterator[_Listed]:
+    for page in pages:
+        observed_at = now()
+        yield _Listed(*_parse_items(page.jobs), observed_at, len(page.jobs))
+
+
+def _prefetched(pages: Pager, now: Clock) -> Iterator[_Listed]:
+    """As :func:`_listed`, the next page fetched and parsed in a thread of its own while the
+    caller saves this one (the database's own work, in C, runs meanwhile)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def fetch() -> tuple[JobPage, datetime] | None:
-        page = next(pages, None)
-        return None if page is None else (page, now())
-
+    fetched = _listed(pages, now)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftlog-prefetch") as pool:
-        pending = pool.submit(fetch)
+        pending = pool.submit(next, fetched, None)
         while (item := pending.result()) is not None:
-            pending = pool.submit(fetch)
+            pending = pool.submit(next, fetched, None)
             yield item
 
 
-def _timed(pages: Pager, now: Clock) -> Iterator[tuple[JobPage, datetime]]:
-    for page in pages:
-        yield page, now()
-
-
-def _parse_items(items: Iterable[Any], summary: RunSummary) -> list[JobRecord]:
-    records = []
+def _parse_items(items: Iterable[Any]) -> tuple[list[JobRecord], list[str]]:
+    """The job objects that parse, and one error line for each that does not."""
+    records, errors = [], []
     for item in items:
         try:
             records.append(parse_job(item))
         except PayloadError as err:
-            _report(summary, str(err))
-    return records
+            errors.append(str(err))
+    return records, errors
 
 
 def _save(
@@ -484,7 +497,9 @@ def ingest(
     at = observed_at or _now()
     run_id = store.start_run(engine, "ingest", source_id)
     try:
-        records = _parse_items(scrub(list(objects), secrets), summary)
+        records, errors = _parse_items(scrub(list(objects), secrets))
+        for error in errors:
+            _report(summary, error)
         _save(engine, source_id, [Observation(r, at) for r in records], summary)
     except KeyboardInterrupt as err:
         _interrupted(summary, engine, err)

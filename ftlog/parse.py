@@ -137,14 +137,27 @@ def parse_job(obj: Any) -> JobRecord:
     job_id = obj.get("id")
     if not isinstance(job_id, str) or not job_id.strip():
         raise PayloadError(None, "'id' is missing or not a string")
-    reader = _Reader()
+    body = canonical_json(obj)
+    reader = _Reader(clean=_is_clean(body))
     try:
         problem = reader.unstorable(job_id, indexed=True)
         if problem:
             raise _FieldError(f"the id {problem}")
-        return _parse_job(job_id, obj, reader)
+        return _parse_job(job_id, obj, reader, body)
     except _FieldError as err:
         raise PayloadError(job_id, str(err)) from None
+
+
+def _is_clean(body: str) -> bool:
+    """Whether canonical JSON holds nothing a column cannot: no NUL, no lone surrogate (both
+    appear escaped), no NaN or Infinity. A text that merely mentions them reads as unclean,
+    which only costs the closer look."""
+    return (
+        "\\u0000" not in body
+        and "\\ud" not in body
+        and "NaN" not in body
+        and ("Infinity" not in body)
+    )
 
 
 class _FieldError(ValueError):
@@ -153,10 +166,15 @@ class _FieldError(ValueError):
 
 class _Reader:
     """Reads optional values as their column's type; what does not fit is noted in
-    ``problems`` and read as None."""
+    ``problems`` and read as None.
 
-    def __init__(self) -> None:
+    ``clean`` says that the object's canonical JSON holds no NUL, no lone surrogate and no
+    NaN or Infinity (the common case, decided once from the text): its texts and JSON values
+    then need no looking into, only their types checked."""
+
+    def __init__(self, clean: bool = False) -> None:
         self.problems: list[str] = []
+        self.clean = clean
 
     def note(self, problem: str) -> None:
         self.problems.append(problem)
@@ -182,9 +200,11 @@ class _Reader:
         value = obj.get(key)
         if value is None:
             return None
-        if not isinstance(value, str):
+        if type(value) is not str:
             self.note(f"'{where}{key}' should be a string, got {_json_type(value)}")
             return None
+        if self.clean and not indexed:
+            return value
         problem = self.unstorable(value, indexed=indexed)
         if problem:
             self.note(f"'{where}{key}' {problem}")
@@ -195,6 +215,8 @@ class _Reader:
         value = obj.get(key)
         if value is None:
             return None
+        if type(value) is int and INT64_MIN <= value <= INT64_MAX:
+            return value
         whole = _whole(value)
         if whole is None:
             self.note(f"'{where}{key}' should be a whole number, got {_describe(value)}")
@@ -232,6 +254,8 @@ class _Reader:
             expected = "an array" if kind is list else "an object"
             self.note(f"'{where}{key}' should be {expected}, got {_json_type(value)}")
             return None
+        if self.clean:
+            return value
         problem = json_problem(value)
         if problem:
             self.note(f"'{where}{key}' {problem}")
@@ -268,7 +292,7 @@ def json_problem(value: Any) -> str | None:
     return None
 
 
-def _parse_job(job_id: str, obj: dict[str, Any], read: _Reader) -> JobRecord:
+def _parse_job(job_id: str, obj: dict[str, Any], read: _Reader, body: str) -> JobRecord:
     status = obj.get("status")
     if not isinstance(status, str) or not status:
         raise _FieldError("'status' is missing or not a string")
@@ -311,7 +335,6 @@ def _parse_job(job_id: str, obj: dict[str, Any], read: _Reader) -> JobRecord:
         metadata=read.json(obj, "metadata", dict),
     )
     hyperparameters = _hyperparameters(obj.get("hyperparameters"), method, read)
-    body = canonical_json(obj)
     return JobRecord(
         job_id=job_id,
         status=status,
@@ -342,11 +365,11 @@ def _hyperparameters(top_level: Any, method: dict[str, Any], read: _Reader) -> H
     typed: dict[str, int | float | bool | None] = dict.fromkeys(KNOWN_HYPERPARAMETERS)
     extra: dict[str, Any] = {}
     for name, value in merged.items():
-        fitted = _fit(name, value)
+        fitted = _fit(_KINDS.get(name), value)
         if fitted is not _NO_FIT:
             typed[name] = fitted  # type: ignore[assignment]
             continue
-        problem = _Reader.unstorable(name) or json_problem(value)
+        problem = None if read.clean else _Reader.unstorable(name) or json_problem(value)
         if problem:
             read.note(f"hyperparameter {_printable(name)} {problem}")
         else:
@@ -355,22 +378,29 @@ def _hyperparameters(top_level: Any, method: dict[str, Any], read: _Reader) -> H
 
 
 _NO_FIT = object()
+_KINDS: dict[str, type] = {
+    **dict.fromkeys(INTEGER_HYPERPARAMETERS, int),
+    **dict.fromkeys(FLOAT_HYPERPARAMETERS, float),
+    **dict.fromkeys(BOOLEAN_HYPERPARAMETERS, bool),
+}
 
 
-def _fit(name: str, value: Any) -> object:
-    """The value in its column's type, or _NO_FIT (unknown name, "auto", a wrong type)."""
-    if value is None and name in KNOWN_HYPERPARAMETERS:
-        return None
-    if name in BOOLEAN_HYPERPARAMETERS:
-        return value if isinstance(value, bool) else _NO_FIT
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def _fit(kind: type | None, value: Any) -> object:
+    """The value in its column's ``kind``, or _NO_FIT (an unknown name: ``kind`` None;
+    "auto"; a wrong type)."""
+    if kind is None:
         return _NO_FIT
-    if name in FLOAT_HYPERPARAMETERS:
+    if value is None:
+        return None
+    given = type(value)
+    if kind is bool or given is bool:
+        return value if kind is given else _NO_FIT
+    if given is not int and given is not float:
+        return _NO_FIT
+    if kind is float:
         return float(value) if abs(value) < 1e308 and math.isfinite(value) else _NO_FIT
-    if name in INTEGER_HYPERPARAMETERS:
-        whole = _whole(value)
-        return whole if whole is not None and INT64_MIN <= whole <= INT64_MAX else _NO_FIT
-    return _NO_FIT
+    whole = _whole(value)
+    return whole if whole is not None and INT64_MIN <= whole <= INT64_MAX else _NO_FIT
 
 
 def _whole(value: Any) -> int | None:

@@ -9,10 +9,10 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection, TypeDecorator
 
 from ftlog.db import create_store_engine, resolve_url
-from ftlog.models import Base
+from ftlog.schema import metadata as target_metadata_tables
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = target_metadata_tables
 
 
 def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:

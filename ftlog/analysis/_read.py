@@ -273,6 +273,8 @@ def to_us(times: pd.Series) -> pd.Series:
 def canonical(value: Any) -> str | None:
     """A JSON column's value (parsed by psycopg, text on SQLite) as canonical JSON text;
     None for SQL NULL and JSON null."""
+    if not isinstance(value, str | dict | list) and pd.isna(value):
+        return None  # SQL NULL, as the frame holds it (None, NaN or NA)
     parsed = json.loads(value) if isinstance(value, str) else value
     return None if parsed is None else canonical_json(parsed)
 

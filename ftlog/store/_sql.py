@@ -10,30 +10,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
 
-from ftlog.models import (
-    Checkpoint,
-    CollectorRun,
-    Event,
-    Hyperparameters,
-    Job,
-    Notification,
-    RawPayload,
-    Snapshot,
-    Source,
-    StatusChangeRow,
-    table,
-)
+from ftlog import schema
 
-jobs = table(Job)
-hyperparameters = table(Hyperparameters)
-payloads = table(RawPayload)
-snapshots = table(Snapshot)
-history = table(StatusChangeRow)
-runs = table(CollectorRun)
-sources = table(Source)
-notifications = table(Notification)
-events = table(Event)
-checkpoints = table(Checkpoint)
+jobs = schema.jobs
+hyperparameters = schema.hyperparameters
+payloads = schema.raw_payloads
+snapshots = schema.snapshots
+history = schema.status_history
+runs = schema.collector_runs
+sources = schema.sources
+notifications = schema.notifications
+events = schema.events
+checkpoints = schema.checkpoints
 
 
 def insert_for(conn: Connection, target: Table) -> Any:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, case, func, select
@@ -24,10 +24,12 @@ from ftlog.db import write_transaction
 from ftlog.errors import shown
 from ftlog.parse import JOB_FIELD_NAMES, JobRecord, JobState
 from ftlog.store import _sql as sql
+from ftlog.store import bulk
 
 log = logging.getLogger(__name__)
 
 DEADLOCK_RETRIES = 3
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +198,11 @@ def _save(
 ) -> SaveResult:
     result = SaveResult()
     job_ids = sorted({o.record.job_id for o in observations})
-    inserted = _insert_new_jobs(conn, source_id, observations, job_ids)
-    current = _lock_and_read(conn, source_id, job_ids)
-    for job_id in inserted:
-        current[job_id].inserted = True
-    writes = _Writes()
+    created = _insert_new_jobs(conn, source_id, observations, job_ids)
+    current = _lock_and_read(conn, source_id, [j for j in job_ids if j not in created])
+    writes = _Writes(fresh=set(created.values()))
+    for job_id, pk in created.items():
+        current[job_id] = _Current(pk, "", "", _EPOCH, None, None, inserted=True)
     for obs in observations:
         _apply(obs, current, writes, result)
     writes.flush(conn, notify_channels)
@@ -226,9 +228,9 @@ def job_columns(record: JobRecord) -> dict[str, Any]:
 
 def _insert_new_jobs(
     conn: Connection, source_id: int, observations: Sequence[Observation], job_ids: list[str]
-) -> set[str]:
+) -> dict[str, int]:
     """Create rows for jobs the store has not seen, from their first observation, in job-id
-    order (a fixed lock order); returns the ids of the rows this call created."""
+    order (a fixed lock order); returns the job ids and keys of the rows this call created."""
     known = set(
         conn.execute(
             select(sql.jobs.c.job_id).where(
@@ -241,7 +243,7 @@ def _insert_new_jobs(
         if obs.record.job_id not in known:
             first.setdefault(obs.record.job_id, obs)
     if not first:
-        return set()
+        return {}
     rows = [
         {
             "source_id": source_id,
@@ -252,16 +254,26 @@ def _insert_new_jobs(
         }
         for job_id, obs in sorted(first.items())
     ]
+    j = sql.jobs.c
+    if conn.dialect.name == "sqlite":
+        # The write lock, taken at BEGIN, was held when ``known`` was read: nobody else can
+        # have created one of these since.
+        bulk.insert_rows(conn, sql.jobs, rows)
+        query = select(j.job_id, j.id).where(j.source_id == source_id, j.job_id.in_(list(first)))
+        return {row.job_id: row.id for row in conn.execute(query)}
     stmt = (
         sql.insert_for(conn, sql.jobs)
         .on_conflict_do_nothing(index_elements=["source_id", "job_id"])
-        .returning(sql.jobs.c.job_id)
+        .returning(j.job_id, j.id)
     )
     # A collector racing us may have created some meanwhile: those are not ours to start.
-    return set(conn.execute(stmt, rows).scalars())
+    return {row.job_id: row.id for row in conn.execute(stmt, rows)}
 
 
 def _lock_and_read(conn: Connection, source_id: int, job_ids: list[str]) -> dict[str, _Current]:
+    """The stored state of jobs the store had, their rows locked (Postgres)."""
+    if not job_ids:
+        return {}
     j, s = sql.jobs.c, sql.snapshots.c
     jobs_query = (
         select(j.id, j.job_id, j.status, j.payload_sha256, j.last_seen_at)
@@ -272,20 +284,23 @@ def _lock_and_read(conn: Connection, source_id: int, job_ids: list[str]) -> dict
         jobs_query = jobs_query.with_for_update()
     jobs = conn.execute(jobs_query).all()
     pks = [row.id for row in jobs]
-    latest = (
-        select(s.job_pk, func.max(s.first_observed_at).label("first"))
-        .where(s.job_pk.in_(pks))
-        .group_by(s.job_pk)
-        .subquery()
-    )
-    snapshots = {
-        row.job_pk: row
-        for row in conn.execute(
-            select(sql.snapshots).join(
-                latest, and_(s.job_pk == latest.c.job_pk, s.first_observed_at == latest.c.first)
-            )
+    snapshots = {}
+    if pks:
+        latest = (
+            select(s.job_pk, func.max(s.first_observed_at).label("first"))
+            .where(s.job_pk.in_(pks))
+            .group_by(s.job_pk)
+            .subquery()
         )
-    }
+        snapshots = {
+            row.job_pk: row
+            for row in conn.execute(
+                select(sql.snapshots).join(
+                    latest,
+                    and_(s.job_pk == latest.c.job_pk, s.first_observed_at == latest.c.first),
+                )
+            )
+        }
     current = {}
     for row in jobs:
         snap = snapshots.get(row.id)
@@ -422,6 +437,8 @@ class _Writes:
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     snapshot_extends: dict[int, tuple[datetime, int]] = field(default_factory=dict)
     status_changes: list[dict[str, Any]] = field(default_factory=list)
+    fresh: set[int] = field(default_factory=set)
+    """Jobs this batch created: their other rows are plain INSERTs (nothing to conflict with)."""
 
     def add_payload(self, job_pk: int, record: JobRecord, at: datetime) -> None:
         row = self.payloads.get((job_pk, record.sha256))
@@ -444,9 +461,15 @@ class _Writes:
         for rows in by_shape.values():
             conn.execute(sql.jobs.update().where(sql.jobs.c.id == bindparam("pk")), rows)
         if self.hyperparameters:
-            self._upsert_hyperparameters(conn)
+            new, old = self._split(self.hyperparameters.values())
+            bulk.insert_rows(conn, sql.hyperparameters, new)
+            if old:
+                self._upsert_hyperparameters(conn, old)
         if self.payloads:
-            self._upsert_payloads(conn)
+            new, old = self._split(self.payloads.values())
+            bulk.insert_rows(conn, sql.payloads, new)
+            if old:
+                self._upsert_payloads(conn, old)
         if self.snapshot_extends:
             s = sql.snapshots
             conn.execute(
@@ -461,14 +484,24 @@ class _Writes:
                     for pk, (at, count) in self.snapshot_extends.items()
                 ],
             )
-        if self.snapshots:
-            conn.execute(sql.snapshots.insert(), self.snapshots)
+        bulk.insert_rows(conn, sql.snapshots, self.snapshots)
         if self.status_changes:
             self._insert_status_changes(conn, notify_channels)
 
+    def _split(
+        self, rows: Iterable[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Rows of jobs this batch created, and the others."""
+        new: list[dict[str, Any]] = []
+        old: list[dict[str, Any]] = []
+        for row in rows:
+            (new if row["job_pk"] in self.fresh else old).append(row)
+        return new, old
+
     def _insert_status_changes(self, conn: Connection, notify_channels: Sequence[str]) -> None:
-        if not notify_channels:
-            conn.execute(sql.history.insert(), self.status_changes)
+        first_sightings_only = all(r["from_status"] is None for r in self.status_changes)
+        if not notify_channels or first_sightings_only:  # nothing to tell anyone
+            bulk.insert_rows(conn, sql.history, self.status_changes)
             return
         inserted = conn.execute(
             sql.history.insert().returning(sql.history.c.id, sql.history.c.from_status),
@@ -491,15 +524,15 @@ class _Writes:
                 ],
             )
 
-    def _upsert_hyperparameters(self, conn: Connection) -> None:
+    def _upsert_hyperparameters(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         stmt = sql.insert_for(conn, sql.hyperparameters)
         columns = [c.name for c in sql.hyperparameters.columns if c.name != "job_pk"]
         stmt = stmt.on_conflict_do_update(
             index_elements=["job_pk"], set_={name: stmt.excluded[name] for name in columns}
         )
-        conn.execute(stmt, list(self.hyperparameters.values()))
+        conn.execute(stmt, rows)
 
-    def _upsert_payloads(self, conn: Connection) -> None:
+    def _upsert_payloads(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         stmt = sql.insert_for(conn, sql.payloads)
         new, old = stmt.excluded, sql.payloads.c
         stmt = stmt.on_conflict_do_update(
@@ -515,4 +548,4 @@ class _Writes:
                 ),
             },
         )
-        conn.execute(stmt, list(self.payloads.values()))
+        conn.execute(stmt, rows)

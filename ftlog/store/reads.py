@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, select
 
-from ftlog.models import TERMINAL_STATUSES
+from ftlog.schema import TERMINAL_STATUSES
 from ftlog.store import _sql as sql
 
 
