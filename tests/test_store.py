@@ -268,3 +268,50 @@ def test_store_rows_helper_sees_a_difference(tmp_path: Path) -> None:
         source_id = store.ensure_source(engine, "s", "http://x/v1")
         store.save_observations(engine, source_id, observe(obj("j", trained_tokens=n)))
     assert store_rows(engines[0]) != store_rows(engines[1])
+
+
+# --- the driver's executemany path writes what SQLAlchemy Core would -------------------------
+
+
+def test_bulk_inserts_read_back_as_core_inserts_do(engine: Engine) -> None:
+    from datetime import timezone
+
+    from ftlog import schema
+    from ftlog.store import bulk
+
+    source_id = store.ensure_source(engine, "s", "http://x/v1")
+    base = {
+        "source_id": source_id,
+        "status": "running",
+        "created_at": datetime(2026, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=2))),
+        "finished_at": None,
+        "estimated_finish": datetime(2026, 1, 1, 12, 0, 0, 5, tzinfo=UTC),
+        "first_seen_at": AT,
+        "last_seen_at": AT,
+        "payload_sha256": "a" * 64,
+        "seed": 2**63 - 1,
+        "result_files": [],
+        "integrations": [{"type": "wandb", "wandb": {"tags": ["x", None]}}],
+        "metadata": None,
+        "error_message": "ünïcode ✓",
+    }
+    with engine.begin() as conn:
+        bulk.insert_rows(conn, schema.jobs, [{**base, "job_id": "bulk"}])
+        conn.execute(schema.jobs.insert(), [{**base, "job_id": "core"}])
+    with engine.connect() as conn:
+        rows = {r.job_id: r for r in conn.execute(schema.jobs.select())}
+        raw = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                text("SELECT job_id, created_at, metadata, result_files FROM jobs")
+            )
+        }
+    columns = [c.key for c in schema.jobs.c if c.key not in ("id", "job_id")]
+    assert [getattr(rows["bulk"], c) for c in columns] == [
+        getattr(rows["core"], c) for c in columns
+    ]
+    assert rows["bulk"].created_at == base["created_at"]  # the same instant, in UTC
+    assert rows["bulk"].metadata is None and rows["bulk"].result_files == []
+    # As stored: the same text for times, SQL NULL for a None JSON value.
+    assert raw["bulk"] == raw["core"]
+    assert raw["bulk"][1] is None

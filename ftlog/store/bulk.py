@@ -87,7 +87,11 @@ def _same(value: Any) -> Any:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+    if value is None:
+        return None
+    if not value and isinstance(value, list | dict):  # most are: no integrations, no extra
+        return "[]" if isinstance(value, list) else "{}"
+    return json.dumps(value)
 
 
 def _utc(value: datetime | None) -> datetime | None:
