@@ -44,7 +44,9 @@ PAGE_SIZE = 100
 SAVE_BATCH = 100
 """Jobs refreshed one by one are saved this many per transaction."""
 ANALYZE_AFTER_NEW_JOBS = 1000
-"""A listing that recorded this many new jobs refreshes the planner's statistics."""
+"""A listing that recorded this many new jobs refreshes the planner's statistics, and again
+each time the number it recorded doubled (the statistics matter most while the store is
+small, and cost more as it grows)."""
 
 Clock = Callable[[], datetime]
 """When an observation is made: an aware UTC datetime."""
@@ -265,7 +267,7 @@ class _Run:
         """Page through the job list; returns the ids it recorded."""
         listed_before = store.last_complete_listing(self.engine, self.source_id)
         covered: set[str] = set()
-        unanalyzed = 0  # new jobs since the planner's statistics were last refreshed
+        analyze_at = ANALYZE_AFTER_NEW_JOBS
         # A listing expected to go to the end fetches the next page while it saves this one.
         expect_all = self.plan.full or listed_before is None
         pager = self.client.job_pages(PAGE_SIZE)
@@ -279,12 +281,10 @@ class _Run:
             # Only a listing that may stop early needs the stored state (read before saving).
             ids = [r.job_id for r in records]
             known = {} if expect_all else store.stored_jobs(self.engine, self.source_id, ids)
-            new_before = self.summary.result.new_jobs
             self.save([Observation(r, listed.observed_at) for r in records])
-            unanalyzed += self.summary.result.new_jobs - new_before
-            if unanalyzed >= ANALYZE_AFTER_NEW_JOBS:
+            if self.summary.result.new_jobs >= analyze_at:
                 store.refresh_statistics(self.engine)
-                unanalyzed = 0
+                analyze_at *= 2
             covered.update(ids)
             if self.progress is not None:
                 self.progress.advance(listed.items)

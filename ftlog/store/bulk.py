@@ -12,7 +12,8 @@ converted once per column, by kind, into what the driver takes:
 - JSON: its ``json.dumps`` text, None as SQL NULL (the models' ``none_as_null``);
 - anything else as it is.
 
-Only plain INSERTs without a conflict clause come here; upserts stay in SQLAlchemy Core.
+Plain INSERTs come here, and on Postgres the creation of jobs new to the store (an INSERT
+that skips conflicts and returns what it created); upserts stay in SQLAlchemy Core.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 
 from ftlog.schema import UTCDateTime
 
@@ -42,6 +45,51 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
         names = [name for name, _ in pairs]
         params = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
     conn.exec_driver_sql(sql, params)
+
+
+def insert_new_rows(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    unique: Sequence[str],
+    returning: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """Postgres: ``INSERT ... ON CONFLICT (unique) DO NOTHING RETURNING returning`` of
+    ``rows``, through psycopg's ``executemany(returning=True)`` (pipelined); the returned
+    columns of the rows it created (those a concurrent writer created first are skipped)."""
+    if not rows:
+        return []
+    columns = tuple(rows[0])
+    key = (conn.dialect.name, f"{table.name} new {unique} {returning}", columns)
+    found = _statements.get(key)
+    if found is None:
+        stmt = (
+            postgresql.insert(table)
+            .on_conflict_do_nothing(index_elements=list(unique))
+            .returning(*(table.c[name] for name in returning))
+        )
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(columns))
+        pairs = [(name, _converter(table.c[name].type, sqlite=False)) for name in columns]
+        found = _statements[key] = (str(compiled), pairs, False)
+    sql, pairs, _ = found
+    values = [_column(rows, name, convert) for name, convert in pairs]
+    names = [name for name, _ in pairs]
+    params = [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    created: list[tuple[Any, ...]] = []
+    try:
+        with driver.cursor() as cursor:
+            cursor.executemany(sql, params, returning=True)
+            while True:
+                created.extend(cursor.fetchall())
+                if not cursor.nextset():
+                    break
+    except conn.dialect.loaded_dbapi.Error as err:
+        # As SQLAlchemy would have raised it, for the callers' handling of refused batches.
+        raise DBAPIError.instance(sql, params, err, conn.dialect.loaded_dbapi.Error) from err
+    return created
 
 
 def _column(rows: Sequence[dict[str, Any]], name: str, convert: Convert) -> list[Any]:

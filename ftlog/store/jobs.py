@@ -261,13 +261,11 @@ def _insert_new_jobs(
         bulk.insert_rows(conn, sql.jobs, rows)
         query = select(j.job_id, j.id).where(j.source_id == source_id, j.job_id.in_(list(first)))
         return {row.job_id: row.id for row in conn.execute(query)}
-    stmt = (
-        sql.insert_for(conn, sql.jobs)
-        .on_conflict_do_nothing(index_elements=["source_id", "job_id"])
-        .returning(j.job_id, j.id)
-    )
     # A collector racing us may have created some meanwhile: those are not ours to start.
-    return {row.job_id: row.id for row in conn.execute(stmt, rows)}
+    created = bulk.insert_new_rows(
+        conn, sql.jobs, rows, unique=["source_id", "job_id"], returning=["job_id", "id"]
+    )
+    return dict(created)
 
 
 def _lock_and_read(conn: Connection, source_id: int, job_ids: list[str]) -> dict[str, _Current]:
