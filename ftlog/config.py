@@ -52,8 +52,11 @@ fails. Secrets are never printed: ``repr`` and ``ftlog config show`` mask them
 3. the selected profile (``--profile``, else ``$FTLOG_PROFILE``, else ``default_profile``);
 4. the built-in default.
 
-Commands get 3 through click's ``ctx.default_map`` (:meth:`Profile.option_defaults`), which
-click consults after the command line and the option's ``envvar`` and before the default.
+:func:`resolve_settings` applies this order, once, for every command that touches the store or
+the API: the CLI gives click its result as ``ctx.default_map``
+(:meth:`Settings.option_defaults`), which click consults when an option is not on the command
+line, and ``ftlog config show`` prints the same result (:meth:`Settings.rows`). Library
+functions read no config file: they take the store and the prices as arguments.
 
 The token is the exception, because a profile says *which* variable holds its token:
 ``--api-key``, else the variable named by the profile's ``api_key_env``, else the profile's
@@ -66,7 +69,6 @@ named by ``notify_webhook_env``, then ``notify_webhook``.
 from __future__ import annotations
 
 import difflib
-import logging
 import os
 import re
 import stat
@@ -79,9 +81,7 @@ from urllib.parse import urlsplit
 
 from ftlog import settings
 from ftlog.errors import AuthError, UsageProblem
-from ftlog.pricing import PriceTable, toml_key
-
-logger = logging.getLogger("ftlog.config")
+from ftlog.pricing import PriceTable, toml_key, toml_kind
 
 _TOP_KEYS = ("default_profile", "profiles", "prices")
 _PROFILE_STRINGS = (
@@ -101,14 +101,6 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)(?P<password>[^/@]*)@")
 _MASK_MIN_LENGTH = 16
 _NOT_SET = "(not set)"
-
-OPTION_ENVVARS: Mapping[str, str] = {
-    "base_url": settings.BASE_URL,
-    "database_url": settings.DATABASE_URL,
-    "notify_webhook": settings.NOTIFY_WEBHOOK,
-}
-"""The settings a command option also reads from an environment variable (click ``envvar``).
-Keep it in step with the options' ``envvar``: ``config show`` reports sources from it."""
 
 
 def masked(value: str) -> str:
@@ -154,29 +146,6 @@ class Profile:
             shown.append(f"{f.name}={value!r}")
         return f"Profile({', '.join(shown)}, prices=<{len(self.prices)} entries>)"
 
-    def option_defaults(self, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """Defaults for ``ctx.default_map`` of ``snapshot``, ``ingest`` and ``watch``, by
-        parameter name; only the settings this profile has.
-
-        ``notify_webhook`` is resolved from ``notify_webhook_env`` (in ``environ``, default
-        ``os.environ``), else ``notify_webhook``; a named variable that is not set leaves it
-        out, with a warning (unless ``$FTLOG_NOTIFY_WEBHOOK``, which click prefers, is set).
-        """
-        defaults = {
-            "base_url": self.base_url,
-            "project_id": self.project_id,
-            "source": self.source,
-            "db_url": self.database_url,
-            "notify_command": self.notify_command,
-        }
-        env = _environ(environ)
-        webhook = _secret(None, self, self.notify_webhook_env, self.notify_webhook, env)
-        if webhook.value is not None:
-            defaults["notify_webhook"] = webhook.value
-        elif webhook.unset is not None and _env(env, settings.NOTIFY_WEBHOOK) is None:
-            logger.warning("%s; no webhook notifications", webhook.problem("the webhook URL"))
-        return {key: value for key, value in defaults.items() if value is not None}
-
     def resolve_api_key(
         self, explicit: str | None, environ: Mapping[str, str] | None = None
     ) -> str | None:
@@ -189,20 +158,6 @@ class Profile:
         found = _api_key(self, explicit, _environ(environ))
         if found.unset is not None:
             raise AuthError(f"no API key: {found.problem('the token')}")
-        return found.value
-
-    def resolve_notify_webhook(
-        self, explicit: str | None, environ: Mapping[str, str] | None = None
-    ) -> str | None:
-        """The webhook URL: ``explicit`` (``--notify-webhook``), else
-        ``$FTLOG_NOTIFY_WEBHOOK``, else ``$notify_webhook_env``, else ``notify_webhook``;
-        None when none is set.
-
-        Raises :class:`UsageProblem` when the profile names a variable that is not set.
-        """
-        found = _webhook(self, explicit, _environ(environ))
-        if found.unset is not None:
-            raise UsageProblem(f"no webhook URL: {found.problem('it')}")
         return found.value
 
 
@@ -261,67 +216,147 @@ def read_toml(path: Path, what: str = "file") -> dict[str, Any]:
     return _read(path, what)[0]
 
 
-def resolved_settings(
+@dataclass(frozen=True)
+class Setting:
+    """One resolved setting: its value (None when unset), where it came from (``option``,
+    ``env NAME``, ``profile NAME``, ``env NAME (profile NAME)``, ``config default_profile``,
+    ``default``) and how ``ftlog config show`` prints it (secrets masked)."""
+
+    value: str | None
+    source: str
+    shown: str
+    problem: str | None = None
+    """Why a profile's secret is missing: the variable it names is not set."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every command that touches the store or the API uses, resolved once.
+
+    Built by :func:`resolve_settings`; the CLI hands :meth:`option_defaults` to click and
+    ``ftlog config show`` prints :meth:`rows`, so the two cannot disagree.
+    """
+
+    config: Config
+    profile: Profile | None
+    values: Mapping[str, Setting]
+    """By setting name, in the order ``config show`` lists them."""
+    prices: PriceTable
+    """The profile's prices (looked up first), then the top-level table; empty: none."""
+
+    def value(self, name: str) -> str | None:
+        return self.values[name].value
+
+    def option_defaults(self) -> dict[str, str]:
+        """Click ``default_map`` entries, by parameter name, for every setting a command
+        option takes: the environment, the profile or the built-in default, which click
+        uses when the option is not on the command line. Secrets stay out except the
+        webhook URL, which ``--notify-webhook`` takes."""
+        return {
+            parameter: value
+            for name, parameter in _OPTION_PARAMETERS.items()
+            if (value := self.value(name)) is not None
+        }
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """``(setting, shown value, source)`` for ``ftlog config show``."""
+        return [(name, setting.shown, setting.source) for name, setting in self.values.items()]
+
+
+_OPTION_PARAMETERS = {
+    "base_url": "base_url",
+    "project_id": "project_id",
+    "database_url": "db_url",
+    "source": "source",
+    "notify_command": "notify_command",
+    "notify_webhook": "notify_webhook",
+}
+"""Each setting a command option takes, and the option's parameter name."""
+
+
+def load_prices(path: Path) -> PriceTable:
+    """The ``[prices]`` table of a TOML file that holds only that (``--prices FILE``)."""
+    data = read_toml(path)
+    origin = str(path)
+    for key in data:
+        if key != "prices":
+            raise UsageProblem(
+                f"{origin}: unknown key {toml_key(key)!s}; a prices file holds only a [prices] "
+                "table"
+            )
+    if "prices" not in data:
+        raise UsageProblem(f"{origin}: no [prices] table")
+    return PriceTable.from_toml(data["prices"], origin=origin)
+
+
+def resolve_settings(
     config: Config,
     profile_name: str | None,
-    environ: Mapping[str, str],
+    environ: Mapping[str, str] | None = None,
     options: Mapping[str, str | None] | None = None,
-) -> list[tuple[str, str, str]]:
-    """``(setting, value, source)`` rows for ``ftlog config show``, secrets masked.
-
-    ``options`` holds the values given on the command line, by setting name (``config``,
-    ``profile``, ``base_url``, ``api_key``, ``project_id``, ``database_url``, ``source``,
-    ``notify_command``, ``notify_webhook``). Sources: ``option``, ``env NAME``,
-    ``profile NAME``, ``env NAME (profile NAME)``, ``config default_profile``, ``default``.
+) -> Settings:
+    """Every setting with its value and source, highest first: ``options`` (the command
+    line, by setting name: ``config``, ``profile``, ``base_url``, ``api_key``,
+    ``project_id``, ``database_url``, ``source``, ``notify_command``, ``notify_webhook``),
+    the environment, the profile (``profile_name``, else the config's default_profile),
+    the built-in default. The token and the webhook URL follow their own orders (see the
+    module docs).
     """
+    env = _environ(environ)
     given = {key: value for key, value in (options or {}).items() if value is not None}
     profile = config.profile(profile_name)
-    rows: list[tuple[str, str, str]] = []
+    values: dict[str, Setting] = {}
 
     path_source = (
         "option"
         if "config" in given
         else f"env {settings.CONFIG}"
-        if _env(environ, settings.CONFIG) is not None
+        if _env(env, settings.CONFIG) is not None
         else "default"
     )
     found = "" if config.exists else " (not found)"
-    rows.append(("config", f"{config.path}{found}", path_source))
+    values["config"] = Setting(str(config.path), path_source, f"{config.path}{found}")
 
     if profile is None:
-        rows.append(("profile", "(none)", "default"))
+        values["profile"] = Setting(None, "default", "(none)")
     elif "profile" in given:
-        rows.append(("profile", profile.name, "option"))
+        values["profile"] = Setting(profile.name, "option", profile.name)
     elif profile_name is not None:
-        from_env = _env(environ, settings.PROFILE) == profile_name
-        rows.append(("profile", profile.name, f"env {settings.PROFILE}" if from_env else "option"))
+        from_env = _env(env, settings.PROFILE) == profile_name
+        source = f"env {settings.PROFILE}" if from_env else "option"
+        values["profile"] = Setting(profile.name, source, profile.name)
     else:
-        rows.append(("profile", profile.name, "config default_profile"))
+        values["profile"] = Setting(profile.name, "config default_profile", profile.name)
 
-    def plain(name: str, default: str) -> None:
-        value, source = _plain_setting(name, profile, given, environ)
+    def plain(name: str, default: str | None, shown_default: str = _NOT_SET) -> None:
+        value, source = _plain_setting(name, profile, given, env)
         if value is None:
             value, source = default, "default"
-        rows.append((name, masked_url(value) if name == "database_url" else value, source))
+        shown = shown_default if value is None else value
+        if name == "database_url":
+            shown = masked_url(shown)
+        values[name] = Setting(value, source, shown)
+
+    def secret(name: str, what: str, found: _Secret) -> None:
+        problem = found.problem(what) if found.unset is not None else None
+        values[name] = Setting(found.value, found.source, found.shown(), problem)
 
     plain("base_url", settings.DEFAULT_BASE_URL)
-    key = _api_key(profile, given.get("api_key"), environ)
-    rows.append(("api_key", key.shown(), key.source))
-    plain("project_id", _NOT_SET)
-    plain("database_url", f"sqlite:///{settings.default_database_path()}")
-    plain("source", "(the API host)")
-    plain("notify_command", _NOT_SET)
-
-    webhook = _webhook(profile, given.get("notify_webhook"), environ)
-    rows.append(("notify_webhook", webhook.shown(), webhook.source))
+    secret("api_key", "the token", _api_key(profile, given.get("api_key"), env))
+    plain("project_id", None)
+    plain("database_url", settings.default_database_url())
+    plain("source", None, "(the API host)")
+    plain("notify_command", None)
+    secret("notify_webhook", "the webhook URL", _webhook(profile, given.get("notify_webhook"), env))
 
     prices = profile.prices if profile is not None else config.prices
     if profile is not None and profile.prices is not config.prices:
         prices_source = f"profile {profile.name}"
     else:
         prices_source = "config" if prices else "default"
-    rows.append(("prices", f"{len(prices)} entries" if prices else "(none)", prices_source))
-    return rows
+    shown = f"{len(prices)} entries" if prices else "(none)"
+    values["prices"] = Setting(shown if prices else None, prices_source, shown)
+    return Settings(config, profile, values, prices)
 
 
 # -- resolution ------------------------------------------------------------------------------
@@ -402,7 +437,7 @@ def _plain_setting(
 ) -> tuple[str | None, str]:
     if name in given:
         return given[name], "option"
-    envvar = OPTION_ENVVARS.get(name)
+    envvar = settings.OPTION_VARIABLES.get(name)
     if envvar is not None:
         value = _env(environ, envvar)
         if value is not None:
@@ -514,7 +549,7 @@ def _check_keys(origin: str, prefix: str, table: dict[str, Any], known: tuple[st
 
 def _string(origin: str, where: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise UsageProblem(f"{origin}: {where} must be a string, not {_kind(value)}")
+        raise UsageProblem(f"{origin}: {where} must be a string, not {toml_kind(value)}")
     if not value.strip():
         raise UsageProblem(f"{origin}: {where} must not be empty")
     return value.strip()
@@ -544,8 +579,3 @@ def _check_private(path: Path, mode: int, profiles: Mapping[str, Profile]) -> No
                 f"{path} holds a secret in {where}.{key} but others can read it (mode "
                 f"{stat.S_IMODE(mode):o}): run chmod 600 {path}, or use {alternative}"
             )
-
-
-def _kind(value: Any) -> str:
-    names = {dict: "a table", list: "an array", bool: "a boolean"}
-    return names.get(type(value), "a number" if isinstance(value, int | float) else "a date/time")

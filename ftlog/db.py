@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.exc import NoSuchModuleError as NoSuchDialect
 
 from ftlog import settings
-from ftlog.errors import Busy, FtlogError, SchemaError, UsageProblem
+from ftlog.config import masked_url
+from ftlog.errors import Busy, SchemaError, StoreError, UsageProblem
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -28,45 +29,136 @@ SQLITE_BUSY_TIMEOUT_MS = LOCK_TIMEOUT_S * 1000
 
 
 def resolve_url(db: str | None) -> str:
-    """The database URL from ``--db``, else FTLOG_DATABASE_URL, else the default SQLite file.
+    """The database URL for ``db``, else ``$FTLOG_DATABASE_URL``, else the embedded store
+    (a SQLite file in the user data directory).
 
-    A value without ``://`` is a path to a SQLite file.
+    A value without ``://`` is a path to a SQLite file (``~`` expanded).
     """
     value = db or settings.env(settings.DATABASE_URL)
     if value is None:
-        path = settings.default_database_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path}"
+        return settings.default_database_url()
     if "://" not in value:
-        path = Path(value).expanduser().resolve()
-        if not path.parent.is_dir():
-            raise UsageProblem(f"no directory {path.parent} for the SQLite file; create it first")
-        return f"sqlite:///{path}"
+        return f"sqlite:///{Path(value).expanduser().resolve()}"
     return value
 
 
-def create_store_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout, foreign keys and real BEGINs."""
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names, absolute; None for another database or an in-memory one."""
     try:
         parsed = make_url(url)
-        if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
+    except ArgumentError:
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if parsed.query.get("uri") in ("true", "1"):
+        database = database.removeprefix("file:").split("?", 1)[0]
+        if not database or database == ":memory:" or parsed.query.get("mode") == "memory":
+            return None
+    return Path(database).expanduser().absolute()
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout, foreign keys and real BEGINs.
+
+    ``postgres://`` and ``postgresql://`` (as Heroku-style ``DATABASE_URL``s hold them) use
+    psycopg 3. Errors the user can fix (a read-only or missing file, an unreachable server)
+    are raised as one-line :class:`StoreError` exceptions naming the store, password masked.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(
+            f"{masked_url(url)} is not a database URL; use sqlite:///path.db, "
+            "postgresql://user@host/db or a path to a SQLite file"
+        ) from None
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.drivername.startswith("postgres+"):
+        parsed = parsed.set(drivername="postgresql" + parsed.drivername[len("postgres") :])
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"ftlog stores its history in SQLite or Postgres, not {parsed.get_backend_name()} "
+            f"({masked_url(url)})"
+        )
+    try:
         engine = create_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
     except (ArgumentError, NoSuchDialect, ImportError) as err:
         hint = " (pip install 'ftlog[postgres]')" if "psycopg" in str(err) else ""
-        raise UsageProblem(f"cannot use database URL {redacted(url)}: {err}{hint}") from None
+        raise StoreError(f"cannot use database URL {masked_url(url)}: {err}{hint}") from None
+    _report_store_errors(engine, url)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
-    elif engine.dialect.name == "postgresql":
+    else:
         _configure_postgres(engine)
     return engine
 
 
 def redacted(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(unparseable URL)"
+    """``url`` for display, its password masked (as everywhere: :func:`masked_url`)."""
+    return masked_url(url)
+
+
+def _report_store_errors(engine: Engine, url: str) -> None:
+    """Turn the database errors a user can fix into a one-line :class:`StoreError`, wherever
+    they happen (opening the store, or the first write into a read-only one)."""
+
+    @event.listens_for(engine, "handle_error")
+    def on_error(context: ExceptionContext) -> None:
+        if context.is_pre_ping:
+            return
+        problem = store_problem(url, context.original_exception)
+        if problem is not None:
+            raise StoreError(problem) from None
+
+
+_POSTGRES_PROBLEMS = {
+    "25006": "is read-only (the server refuses writes)",
+    "42501": "refuses this user (permission denied)",
+    "53100": "is out of disk space",
+    "3D000": "does not exist on the server",
+    "28P01": "refused the password",
+    "28000": "refused this user",
+}
+"""SQLSTATEs of store problems the user fixes, and what they mean."""
+_WHERE = f"--db, ${settings.DATABASE_URL} or the profile"
+
+
+def store_problem(url: str, err: BaseException) -> str | None:
+    """One line naming the store and the fix for an error the user can act on; None for
+    anything else (lock timeouts, conflicts and bugs are handled elsewhere)."""
+    name = getattr(err, "sqlite_errorname", None)
+    if name is not None:
+        path = sqlite_file(url)
+        where = str(path) if path is not None else masked_url(url)
+        if name.startswith("SQLITE_READONLY"):
+            return (
+                f"the store {where} is read-only: make it and its folder writable "
+                f"(chmod u+w), or point {_WHERE} at a store you can write"
+            )
+        if name.startswith("SQLITE_CANTOPEN"):
+            if path is not None and not path.parent.is_dir():
+                return f"cannot open the store {where}: the folder {path.parent} does not exist"
+            return f"cannot open the store {where}: check that it is a file you can read"
+        if name == "SQLITE_NOTADB":
+            return f"{where} is not a SQLite database: check {_WHERE}"
+        if name == "SQLITE_FULL":
+            return f"the disk holding the store {where} is full"
+        return None
+    module = type(err).__module__
+    if not module.startswith("psycopg"):
+        return None
+    shown = masked_url(url)
+    meaning = _POSTGRES_PROBLEMS.get(getattr(err, "sqlstate", None) or "")
+    if meaning is not None:
+        return f"the store {shown} {meaning}: {_first_line(err)}"
+    if type(err).__name__ == "OperationalError" and getattr(err, "sqlstate", None) is None:
+        # psycopg gives no SQLSTATE when it cannot reach the server at all.
+        return (
+            f"cannot connect to the store {shown}: {_first_line(err)} (is the server running, "
+            f"and the URL right? {_WHERE})"
+        )
+    return None
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -232,10 +324,11 @@ def _use_wal(engine: Engine) -> None:
             driver.execute("PRAGMA journal_mode = WAL")
 
 
-def ensure_schema(engine: Engine) -> None:
+def ensure_schema(engine: Engine, *, create: bool = True) -> None:
     """Create the schema in an empty database; refuse one behind or ahead of this ftlog.
 
-    An empty database runs the whole migration chain (there is no other way to create it).
+    An empty database runs the whole migration chain (there is no other way to create it);
+    without ``create``, it is a :class:`StoreError` (a reader never writes a schema).
     """
     if _at_scripted_head(engine):
         _use_wal(engine)
@@ -248,30 +341,36 @@ def ensure_schema(engine: Engine) -> None:
             current = current_revision(conn)
             empty = current is None and not inspect(conn).get_table_names()
     except OperationalError as err:
-        raise FtlogError(f"cannot open the database: {_first_line(err)}") from None
+        raise StoreError(f"cannot open the store {_shown(engine)}: {_first_line(err)}") from None
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     if current == head:
         _use_wal(engine)
         return
+    if empty and not create:
+        raise StoreError(
+            f"{_shown(engine)} holds no ftlog store yet: ftlog snapshot records into it "
+            "(ftlog db upgrade creates the schema)"
+        )
     if empty:
         log.info("empty database: creating the schema (revision %s)", head)
         upgrade(engine)
         return
     if current is None:
         raise SchemaError(
-            "the database has tables but no ftlog schema revision; "
-            "point --db at an ftlog store or an empty database"
+            f"{_shown(engine)} has tables but no ftlog schema revision: point {_WHERE} at "
+            "an ftlog store or an empty database"
         )
     try:
         script.get_revision(current)
     except CommandError:
         raise SchemaError(
-            f"the database schema ({current}) is newer than this ftlog knows (head {head}); "
-            "upgrade ftlog"
+            f"the schema of {_shown(engine)} ({current}) is newer than this ftlog knows "
+            f"(head {head}); upgrade ftlog"
         ) from None
     raise SchemaError(
-        f"the database schema ({current}) is behind this ftlog ({head}); run: ftlog db upgrade"
+        f"the schema of {_shown(engine)} ({current}) is behind this ftlog ({head}); "
+        "run: ftlog db upgrade (with the same --db or --profile)"
     )
 
 
@@ -311,17 +410,59 @@ def _at_scripted_head(engine: Engine) -> bool:
     return stored == [head]
 
 
-def _first_line(err: Exception) -> str:
+def _first_line(err: BaseException) -> str:
+    """The gist of a driver's message: its first line that says something."""
     orig = getattr(err, "orig", None) or err
-    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    for raw in str(orig).splitlines():
+        line = raw.strip().removeprefix("connection failed:").strip()
+        line = re.sub(r"^connection to server at .*? failed:\s*", "", line)
+        line = line.removeprefix("FATAL:").strip()
+        if line:
+            return line
+    return type(orig).__name__
+
+
+def _shown(engine: Engine) -> str:
+    """The store for messages: its file, or its URL with the password masked."""
+    url = engine.url.render_as_string(hide_password=False)
+    path = sqlite_file(url)
+    return str(path) if path is not None else masked_url(url)
 
 
 @contextmanager
-def open_store(db: str | None) -> Iterator[Engine]:
-    """The engine for ``--db`` (see resolve_url), with its schema checked or created."""
-    engine = create_store_engine(resolve_url(db))
+def store_engine(db: str | None, *, create: bool = False) -> Iterator[Engine]:
+    """An engine for ``db`` (see :func:`resolve_url`), disposed of afterwards.
+
+    A SQLite file that does not exist is created only with ``create``; otherwise it is a
+    one-line :class:`StoreError` (exit 2) naming the path and the command that creates a
+    store, so a mistyped path never leaves an empty store behind. With ``create``, the
+    embedded store's folder is made if needed; any other folder must exist.
+    """
+    url = resolve_url(db)
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        if not create:
+            raise StoreError(
+                f"no ftlog store at {path}: ftlog snapshot creates one (or check {_WHERE})"
+            )
+        if path == settings.default_database_path():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.parent.is_dir():
+            raise StoreError(
+                f"cannot create the store {path}: the folder {path.parent} does not exist "
+                "(create it first)"
+            )
+    engine = create_store_engine(url)
     try:
-        ensure_schema(engine)
         yield engine
     finally:
         engine.dispose()
+
+
+@contextmanager
+def open_store(db: str | None, *, create: bool = False) -> Iterator[Engine]:
+    """The engine for ``db`` (see :func:`store_engine`), its schema checked, or created in
+    an empty database when ``create`` is true (the commands that record)."""
+    with store_engine(db, create=create) as engine:
+        ensure_schema(engine, create=create)
+        yield engine

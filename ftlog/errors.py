@@ -41,6 +41,13 @@ class SchemaError(FtlogError):
     exit_code = 2
 
 
+class StoreError(FtlogError):
+    """The store cannot be used as configured: missing, read-only, unreachable, not a
+    database. The message names it (password masked) and the fix."""
+
+    exit_code = 2
+
+
 class AuthError(FtlogError):
     """The API refused the token (401/403). Never carries the token itself."""
 

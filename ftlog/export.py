@@ -28,17 +28,17 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ftlog.errors import UsageProblem
+from ftlog.formats import FILE_FORMATS, SUFFIXES, FileFormat
 
-FileFormat = Literal["csv", "jsonl"]
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 """Leading characters that make a spreadsheet evaluate a cell (OWASP)."""
 _SECONDS = "%Y-%m-%dT%H:%M:%SZ"
@@ -49,33 +49,73 @@ _CONTROL = r"[\x00-\x1f\x7f-\x9f]"
 _TEXTUAL = frozenset({"string", "mixed", "mixed-integer"})
 
 
-def infer_format(path: str | Path, fmt: str | None) -> FileFormat:
-    """``fmt`` if given, else jsonl for a ``.jsonl``/``.ndjson`` path, else csv."""
+def infer_format(path: str | Path | None, fmt: str | None) -> FileFormat:
+    """``fmt`` if given, else the format ``path``'s suffix names (:data:`SUFFIXES`), else
+    csv for stdout (``-`` or None). A file name without a known suffix is an error: a
+    ``.json`` file silently holding CSV helps nobody."""
     if fmt is not None:
-        if fmt not in ("csv", "jsonl"):
-            raise UsageProblem(f"unknown export format {fmt!r}; use csv or jsonl")
-        return "jsonl" if fmt == "jsonl" else "csv"
-    return "jsonl" if str(path).lower().endswith((".jsonl", ".ndjson")) else "csv"
+        if fmt not in FILE_FORMATS:
+            raise UsageProblem(f"unknown format {fmt!r}; use {', '.join(FILE_FORMATS)}")
+        return fmt
+    if path is None or str(path) == "-":
+        return "csv"
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise UsageProblem(
+            f"cannot tell a format from the name {path}: end it in "
+            f"{', '.join(SUFFIXES)}, or give --format {'|'.join(FILE_FORMATS)}"
+        )
+    return SUFFIXES[suffix]
 
 
 def write_frame(
-    frame: pd.DataFrame, path: str | Path, fmt: FileFormat = "csv", *, escape: bool = True
+    frame: pd.DataFrame,
+    path: str | Path | None = None,
+    fmt: FileFormat | None = None,
+    *,
+    escape: bool = True,
+    json_columns: Collection[str] = (),
 ) -> None:
-    """Write ``frame`` as CSV or JSON lines to ``path`` (``-`` for stdout).
+    """Write ``frame`` to ``path`` (``-`` or None: stdout) in ``fmt``, else the format its
+    suffix names (:func:`infer_format`).
 
     A named index (as in a comparison) becomes the first column. ``escape`` neutralizes
-    formula-like text cells in CSV (see the module docstring).
+    formula-like text cells in CSV (see the module docstring). ``json_columns`` hold JSON
+    text (an event's ``data``): objects in JSON and JSON lines, text in CSV and Parquet.
     """
-    text = to_csv(frame, escape=escape) if fmt == "csv" else to_jsonl(frame)
-    if str(path) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+    fmt = infer_format(path, fmt)
+    target = None if path is None or str(path) == "-" else Path(path)
+    if fmt == "parquet":
+        if target is None and sys.stdout.isatty():
+            raise UsageProblem("Parquet is binary: write it to a file (-o FILE.parquet) or a pipe")
+        _write(to_parquet(frame), target)
+    elif fmt == "csv":
+        _write(to_csv(frame, escape=escape), target)
+    elif fmt == "json":
+        _write(to_json_records(frame, json_columns) + "\n", target)
+    else:
+        _write(to_jsonl(frame, json_columns), target)
+
+
+def _write(data: str | bytes, target: Path | None) -> None:
+    """``data`` into ``target``, or onto stdout for None."""
+    if target is None:
+        if isinstance(data, bytes):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(data)
+            sys.stdout.flush()
         return
     try:
-        with Path(path).open("w", encoding="utf-8", newline="") as out:
-            out.write(text)
+        if isinstance(data, bytes):
+            target.write_bytes(data)
+        else:
+            with target.open("w", encoding="utf-8", newline="") as out:
+                out.write(data)
     except OSError as err:
-        raise UsageProblem(f"cannot write {path}: {err.strerror or err}") from None
+        raise UsageProblem(f"cannot write {target}: {err.strerror or err}") from None
 
 
 def to_csv(frame: pd.DataFrame, *, escape: bool = True) -> str:
@@ -88,19 +128,57 @@ def to_csv(frame: pd.DataFrame, *, escape: bool = True) -> str:
     return out.to_csv(index=False, na_rep="", lineterminator="\r\n")
 
 
-def to_jsonl(frame: pd.DataFrame) -> str:
-    """The frame as JSON lines: one object per row, ``null`` for nulls."""
-    return "".join(_dumps(record) + "\n" for record in _records(frame))
+def to_jsonl(frame: pd.DataFrame, json_columns: Collection[str] = ()) -> str:
+    """The frame as JSON lines: one object per row, ``null`` for nulls; ``json_columns``
+    (JSON text) nested as objects."""
+    return "".join(_dumps(record) + "\n" for record in _records(frame, json_columns))
 
 
-def to_json_records(frame: pd.DataFrame) -> str:
-    """The frame as an indented JSON array of objects (for ``--format json``)."""
-    return json.dumps(_records(frame), indent=2, ensure_ascii=False, default=str)
+def to_json_records(frame: pd.DataFrame, json_columns: Collection[str] = ()) -> str:
+    """The frame as an indented JSON array of objects (for ``--format json``);
+    ``json_columns`` (JSON text) nested as objects."""
+    return json.dumps(_records(frame, json_columns), indent=2, ensure_ascii=False, default=str)
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts of plain Python values (floats keep their shortest exact form)."""
+def to_parquet(frame: pd.DataFrame) -> bytes:
+    """The frame as Parquet, its columns typed (times as UTC timestamps, nullable numbers).
+
+    Needs pyarrow (the ``parquet`` extra). Columns that mix kinds of values (a comparison's
+    jobs) are written as text, as in CSV.
+    """
+    import io
+
+    try:
+        import pyarrow  # noqa: F401  # pandas' engine, imported here to name the extra
+    except ImportError:
+        raise UsageProblem("writing Parquet needs pyarrow: pip install 'ftlog[parquet]'") from None
+    out = _index_as_column(frame)
+    out.columns = pd.Index([str(name) for name in out.columns])
+    for name in out.columns:
+        column = out[name]
+        if column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) not in (
+            "string",
+            "empty",
+        ):
+            out[name] = column.map(_cell_text, na_action="ignore").astype("string")
+    buffer = io.BytesIO()
+    out.to_parquet(buffer, engine="pyarrow", index=False)
+    return buffer.getvalue()
+
+
+def _cell_text(value: Any) -> str:
+    value = json_value(value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _records(frame: pd.DataFrame, json_columns: Collection[str] = ()) -> list[dict[str, Any]]:
+    """Rows as dicts of plain Python values (floats keep their shortest exact form), the
+    JSON text of ``json_columns`` parsed."""
     plain = _plain(frame)
+    for name in set(json_columns) & set(plain.columns):
+        plain[name] = plain[name].astype(object).map(json.loads, na_action="ignore")
     nullable = plain.astype(object).where(plain.notna(), None)
     return nullable.to_dict(orient="records")  # type: ignore[return-value]
 

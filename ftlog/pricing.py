@@ -31,7 +31,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftlog.errors import UsageProblem
@@ -53,6 +52,11 @@ class Price:
     currency: str
 
 
+def is_pattern(key: str) -> bool:
+    """Whether ``key`` is an ``fnmatch`` pattern (holds ``*``, ``?`` or ``[``) or a name."""
+    return _WILDCARDS.search(key) is not None
+
+
 def literal_characters(pattern: str) -> int:
     """How many characters of ``pattern`` are literal: not ``*``, ``?`` or a ``[...]``."""
     return len(_NON_LITERAL.sub("", pattern))
@@ -69,11 +73,11 @@ class PriceTable:
     def price_for(self, model: str) -> Price | None:
         """The price of ``model``, or None when neither this table nor its fallback has one."""
         exact = self.entries.get(model)
-        if exact is not None and not _WILDCARDS.search(model):
+        if exact is not None and not is_pattern(model):
             return exact
         best: tuple[int, Price] | None = None
         for key, price in self.entries.items():
-            if _WILDCARDS.search(key) and fnmatchcase(model, key):
+            if is_pattern(key) and fnmatchcase(model, key):
                 score = literal_characters(key)
                 if best is None or score > best[0]:
                     best = (score, price)
@@ -100,7 +104,7 @@ class PriceTable:
         """A table from the decoded TOML value at ``key``; one-line :class:`UsageProblem`s
         name ``origin`` (the file) and the key for anything malformed."""
         if not isinstance(data, dict):
-            raise UsageProblem(f"{origin}: {key} must be a table, not {_kind(data)}")
+            raise UsageProblem(f"{origin}: {key} must be a table, not {toml_kind(data)}")
         entries: dict[str, Price] = {}
         for model, value in data.items():
             where = f"{key}.{toml_key(model)}"
@@ -109,27 +113,10 @@ class PriceTable:
             if not isinstance(value, dict):
                 raise UsageProblem(
                     f"{origin}: {where} must be a table like "
-                    '{ per_million_tokens = 0.40, currency = "USD" }, not ' + _kind(value)
+                    '{ per_million_tokens = 0.40, currency = "USD" }, not ' + toml_kind(value)
                 )
             entries[model] = _price(value, origin=origin, where=where)
         return cls(entries)
-
-
-def load_prices(path: Path) -> PriceTable:
-    """The ``[prices]`` table of a TOML file that holds only that (``--prices FILE``)."""
-    from ftlog.config import read_toml
-
-    data = read_toml(path)
-    origin = str(path)
-    for key in data:
-        if key != "prices":
-            raise UsageProblem(
-                f"{origin}: unknown key {toml_key(key)!s}; a prices file holds only a [prices] "
-                "table"
-            )
-    if "prices" not in data:
-        raise UsageProblem(f"{origin}: no [prices] table")
-    return PriceTable.from_toml(data["prices"], origin=origin)
 
 
 def estimate_costs(
@@ -199,6 +186,7 @@ def _price(value: dict[str, Any], *, origin: str, where: str) -> Price:
     return Price(float(amount), currency)
 
 
-def _kind(value: Any) -> str:
+def toml_kind(value: Any) -> str:
+    """What a TOML value is, for error messages: ``a table``, ``a string``, ..."""
     names = {dict: "a table", list: "an array", str: "a string", bool: "a boolean"}
     return names.get(type(value), "a number" if isinstance(value, int | float) else "a date/time")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from click.testing import Result
 from sqlalchemy import Engine, func, select
 
 from ftlog import store
@@ -104,3 +105,13 @@ def store_rows(
                 found.append(values)
             rows[name] = sorted(found, key=repr)
     return rows
+def one_line_error(result: Result, *fragments: str) -> str:
+    """The one ``Error:`` line of a command that failed with exit code 2, holding each of
+    ``fragments``; no traceback, nothing else."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -11,7 +12,8 @@ from click.testing import CliRunner
 
 from ftlog.cli import FtlogGroup
 from ftlog.cli import config as cli_config
-from ftlog.config import Config, Profile, load_config, masked, masked_url, resolved_settings
+from ftlog.cli.options import current_profile, db_option
+from ftlog.config import Config, Profile, load_config, masked, masked_url, resolve_settings
 from ftlog.errors import AuthError, UsageProblem
 from ftlog.pricing import Price
 
@@ -269,52 +271,55 @@ def test_the_profile_repr_masks_secrets() -> None:
 
 
 @click.command()
-@click.option("--base-url", envvar="FTLOG_BASE_URL", default="https://builtin.example/v1")
-@click.option("--db", "db_url", envvar="FTLOG_DATABASE_URL")
+@click.option("--base-url")
 @click.option("--project-id")
 @click.option("--source")
+@db_option
 def echo_options(**values: str | None) -> None:
-    """Stands in for ``ftlog snapshot``: the same parameter names and envvars."""
+    """Stands in for ``ftlog snapshot``: the same parameter names and the same settings."""
     click.echo(json.dumps(values, sort_keys=True))
 
 
-def resolve(
-    profile: Profile | None, args: list[str], env: dict[str, str] | None = None
-) -> dict[str, str | None]:
-    default_map = profile.option_defaults() if profile is not None else None
-    result = CliRunner().invoke(echo_options, args, env=env, default_map=default_map)
+PROFILE_CONFIG = """\
+[profiles.p]
+base_url = "https://profile.example/v1"
+database_url = "sqlite:///profile.db"
+project_id = "project-p"
+"""
+
+
+@pytest.fixture
+def profile_config(tmp_path: Path) -> Path:
+    return write(tmp_path / "p.toml", PROFILE_CONFIG)
+
+
+def resolve(args: list[str], env: dict[str, str] | None = None) -> dict[str, str | None]:
+    result = CliRunner().invoke(echo_options, args, env=env)
     assert result.exit_code == 0, result.output
     values: dict[str, str | None] = json.loads(result.output)
     return values
 
 
-PROFILE = Profile(
-    name="p",
-    base_url="https://profile.example/v1",
-    database_url="sqlite:///profile.db",
-    project_id="project-p",
-)
-
-
-def test_option_defaults_are_keyed_by_parameter_name() -> None:
-    assert PROFILE.option_defaults() == {
+def test_option_defaults_are_keyed_by_parameter_name(profile_config: Path) -> None:
+    settings = resolve_settings(load_config(profile_config), "p", {})
+    assert settings.option_defaults() == {
         "base_url": "https://profile.example/v1",
         "db_url": "sqlite:///profile.db",
         "project_id": "project-p",
     }
 
 
-def test_without_a_profile_the_builtin_defaults_apply() -> None:
-    assert resolve(None, []) == {
-        "base_url": "https://builtin.example/v1",
-        "db_url": None,
+def test_without_a_profile_the_builtin_defaults_apply(tmp_path: Path) -> None:
+    assert resolve([]) == {
+        "base_url": "https://api.studio.nebius.com/v1",
+        "db_url": f"sqlite:///{tmp_path / 'xdg-data' / 'ftlog' / 'ftlog.db'}",
         "project_id": None,
         "source": None,
     }
 
 
-def test_the_profile_beats_the_builtin_default() -> None:
-    assert resolve(PROFILE, []) == {
+def test_the_profile_beats_the_builtin_default(profile_config: Path) -> None:
+    assert resolve(["--config", str(profile_config), "--profile", "p"]) == {
         "base_url": "https://profile.example/v1",
         "db_url": "sqlite:///profile.db",
         "project_id": "project-p",
@@ -322,30 +327,30 @@ def test_the_profile_beats_the_builtin_default() -> None:
     }
 
 
-def test_the_environment_beats_the_profile() -> None:
+def test_the_environment_beats_the_profile(profile_config: Path) -> None:
     env = {"FTLOG_BASE_URL": "https://env.example/v1", "FTLOG_DATABASE_URL": "sqlite:///env.db"}
-    values = resolve(PROFILE, [], env)
+    values = resolve(["--config", str(profile_config), "--profile", "p"], env)
     assert values["base_url"] == "https://env.example/v1"
     assert values["db_url"] == "sqlite:///env.db"
     assert values["project_id"] == "project-p"
 
 
-def test_the_command_line_beats_the_environment() -> None:
-    env = {"FTLOG_BASE_URL": "https://env.example/v1"}
+def test_the_command_line_beats_the_environment(profile_config: Path) -> None:
+    env = {"FTLOG_BASE_URL": "https://env.example/v1", "FTLOG_PROFILE": "p"}
     args = ["--base-url", "https://option.example/v1", "--project-id", "project-o"]
-    values = resolve(PROFILE, args, env)
+    values = resolve([*args, "--config", str(profile_config)], env)
     assert values["base_url"] == "https://option.example/v1"
     assert values["project_id"] == "project-o"
     assert values["db_url"] == "sqlite:///profile.db"
 
 
 @click.command()
-@cli_config.profile_options
-@click.option("--base-url", envvar="FTLOG_BASE_URL", default="https://builtin.example/v1")
+@click.option("--base-url")
 @click.option("--source")
 @click.option("--api-key")
-def profiled(base_url: str, source: str | None, api_key: str | None) -> None:
-    profile = cli_config.current_profile()
+@db_option
+def profiled(base_url: str, source: str | None, api_key: str | None, db_url: str) -> None:
+    profile = current_profile()
     key = profile.resolve_api_key(api_key) if profile else None
     click.echo(
         json.dumps(
@@ -429,34 +434,64 @@ def test_resolve_api_key_reads_os_environ_by_default(monkeypatch: pytest.MonkeyP
     assert Profile(name="s", api_key_env="STAGING_KEY").resolve_api_key(None) == TOKEN
 
 
-def test_webhook_order(caplog: pytest.LogCaptureFixture) -> None:
+def webhook(profile: Profile | None, environ: dict[str, str], given: str | None = None) -> Any:
+    """The webhook setting every command resolves for ``profile``."""
+    config = Config(Path("c.toml"), {"p": profile} if profile else {}, "p" if profile else None)
+    options = {"notify_webhook": given} if given else {}
+    return resolve_settings(config, None, environ, options).values["notify_webhook"]
+
+
+def test_webhook_order() -> None:
     both = Profile(name="p", notify_webhook_env="SLACK_WEBHOOK_URL", notify_webhook="plain-hook")
-    assert both.resolve_notify_webhook("explicit", {"SLACK_WEBHOOK_URL": "env"}) == "explicit"
-    assert both.resolve_notify_webhook(None, {"SLACK_WEBHOOK_URL": "env"}) == "env"
-    assert both.resolve_notify_webhook(None, {}) == "plain-hook"
-    assert both.option_defaults({"SLACK_WEBHOOK_URL": "env"})["notify_webhook"] == "env"
-    assert Profile(name="p").resolve_notify_webhook(None, {}) is None
+    assert webhook(both, {"SLACK_WEBHOOK_URL": "env"}, "explicit").value == "explicit"
+    assert webhook(both, {"SLACK_WEBHOOK_URL": "env"}).value == "env"
+    assert webhook(both, {}).value == "plain-hook"
+    assert webhook(Profile(name="p"), {}).value is None
+    assert webhook(None, {}).value is None
 
     named = Profile(name="p", notify_webhook_env="SLACK_WEBHOOK_URL")
-    with pytest.raises(UsageProblem, match=r"\$SLACK_WEBHOOK_URL, which is not set"):
-        named.resolve_notify_webhook(None, {})
-    assert "notify_webhook" not in named.option_defaults({})
-    assert "SLACK_WEBHOOK_URL, which is not set; no webhook notifications" in caplog.text
+    unset = resolve_settings(Config(Path("c.toml"), {"p": named}, "p"), None, {})
+    assert "notify_webhook" not in unset.option_defaults()
+    assert unset.values["notify_webhook"].problem == (
+        "profile p reads the webhook URL from $SLACK_WEBHOOK_URL, which is not set"
+    )
+    assert webhook(named, {}).shown == "(not set: $SLACK_WEBHOOK_URL is unset)"
 
 
-def test_ftlog_notify_webhook_beats_the_profile_as_click_would(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_ftlog_notify_webhook_beats_the_profile() -> None:
     named = Profile(name="p", notify_webhook_env="SLACK_WEBHOOK_URL", notify_webhook="plain")
     environ = {"FTLOG_NOTIFY_WEBHOOK": "global", "SLACK_WEBHOOK_URL": "profile"}
-    assert named.resolve_notify_webhook(None, environ) == "global"
-    assert named.resolve_notify_webhook("option", environ) == "option"
+    assert webhook(named, environ).value == "global"
+    assert webhook(named, environ, "option").value == "option"
     unset = Profile(name="p", notify_webhook_env="SLACK_WEBHOOK_URL")
-    assert unset.resolve_notify_webhook(None, {"FTLOG_NOTIFY_WEBHOOK": "global"}) == "global"
-    assert unset.option_defaults({"FTLOG_NOTIFY_WEBHOOK": "global"}) == {}
-    assert "no webhook notifications" not in caplog.text  # click will use the variable
-    rows = resolved_settings(Config(Path("c.toml")), None, {"FTLOG_NOTIFY_WEBHOOK": WEBHOOK})
-    assert ("notify_webhook", "…9876", "env FTLOG_NOTIFY_WEBHOOK") in rows
+    config = Config(Path("c.toml"), {"p": unset}, "p")
+    resolved = resolve_settings(config, None, {"FTLOG_NOTIFY_WEBHOOK": "global"})
+    assert resolved.option_defaults()["notify_webhook"] == "global"
+    assert resolved.values["notify_webhook"].problem is None
+    rows = resolve_settings(Config(Path("c.toml")), None, {"FTLOG_NOTIFY_WEBHOOK": WEBHOOK})
+    assert ("notify_webhook", "…9876", "env FTLOG_NOTIFY_WEBHOOK") in rows.rows()
+
+
+def test_an_unset_webhook_variable_is_a_warning_where_a_webhook_is_sent(
+    config_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    @click.command()
+    @click.option("--notify-webhook")
+    @db_option
+    def sends(notify_webhook: str | None, db_url: str) -> None:
+        click.echo(repr(notify_webhook))
+
+    @click.command()
+    @db_option
+    def reads(db_url: str) -> None:
+        click.echo(db_url)
+
+    result = CliRunner().invoke(sends, ["--config", str(config_file)])
+    assert result.output == "None\n"
+    assert "$SLACK_WEBHOOK_URL, which is not set; no webhook notifications" in caplog.text
+    caplog.clear()
+    assert CliRunner().invoke(reads, ["--config", str(config_file)]).exit_code == 0
+    assert caplog.text == ""
 
 
 def test_config_profile_lookup(config_file: Path) -> None:
@@ -564,12 +599,12 @@ def test_config_path(config_file: Path, tmp_path: Path) -> None:
 
 
 def test_resolved_settings_reports_command_line_values(config_file: Path) -> None:
-    rows = resolved_settings(
+    rows = resolve_settings(
         load_config(config_file),
         "local",
         {"FTLOG_BASE_URL": "https://env/v1"},
         {"base_url": "https://option/v1", "api_key": TOKEN, "profile": "local"},
-    )
+    ).rows()
     table = {setting: (value, source) for setting, value, source in rows}
     assert table["base_url"] == ("https://option/v1", "option")
     assert table["api_key"] == ("…WXYZ", "option")
@@ -594,7 +629,8 @@ def test_the_config_command_module_imports_only_click() -> None:
 
     code = (
         "import sys, ftlog.cli.config as c; "
-        "print(sorted(m for m in ('ftlog.config', 'ftlog.pricing', 'pandas') if m in sys.modules))"
+        "print(sorted(m for m in ('ftlog.config', 'ftlog.pricing', 'pandas', 'pathlib') "
+        "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -31,7 +31,6 @@ from sqlalchemy import Engine
 
 from ftlog import analysis
 from ftlog.cli import main
-from ftlog.errors import UsageProblem
 from ftlog.parse import parse_job
 from ftlog.pricing import Price, PriceTable
 from ftlog.store import Observation, ensure_source, save_observations
@@ -170,23 +169,38 @@ database_url = "{db_url}"
     return path
 
 
-def test_default_prices_come_from_the_config_file(
+def test_the_library_reads_no_config_file(
     priced: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert analysis.default_prices().price_for(LLAMA) is None  # no config file: no prices
-    assert analysis.cost_totals(priced)["estimated_cost"].isna().all()
     monkeypatch.setenv("FTLOG_CONFIG", str(write_config(tmp_path, db_url)))
-    assert table_rows(analysis.cost_totals(priced, by="source"))[0] == (
-        "alpha", "EUR", 1, 1, 0, 2_000_000, 0.60,
-    )  # fmt: skip
-    assert analysis.cost_totals(priced)["estimated_cost"].isna().tolist() == [False, False, True]
+    monkeypatch.setenv("FTLOG_PROFILE", "mistral")
+    assert analysis.cost_totals(priced)["estimated_cost"].isna().all()  # prices=None: none
+    assert analysis.throughput_summary(priced)["estimated_cost"].isna().all()
+    monkeypatch.setenv("FTLOG_PROFILE", "nope")  # not read either
+    assert len(analysis.compare_hyperparameters(["j1"], priced)) > 0
+
+
+def test_every_command_prices_with_the_profile_in_use(
+    priced: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FTLOG_CONFIG", str(write_config(tmp_path, db_url)))
+    top = csv_rows(cli("cost", "--by", "source", "--db", db_url, "--format", "csv").output)
+    assert tuple(top[0].values()) == ("alpha", "EUR", "1", "1", "0", "2000000", "0.6")
     monkeypatch.setenv("FTLOG_PROFILE", "mistral")  # its own prices first, then the top level
-    by_model = analysis.cost_totals(priced).set_index("model")["estimated_cost"]
-    assert by_model["mistral/x"] == pytest.approx(5.00)
-    assert by_model[LLAMA] == pytest.approx(1.70)
+    by_model = {
+        r["model"]: r["estimated_cost"] for r in csv_rows(cli("cost", "--format", "csv").output)
+    }
+    assert by_model["mistral/x"] == "5.0"
+    assert float(by_model[LLAMA]) == pytest.approx(1.70)
+    summary = csv_rows(cli("throughput", "--format", "csv").output)
+    assert {r["model"]: r["estimated_cost"] for r in summary}["mistral/x"] == "5.0"
+    compared = csv_rows(cli("compare", "j1", "--format", "csv").output)
+    assert next(r for r in compared if r["name"] == "estimated_cost")["j1"] == "1.0"
+    exported = csv_rows(cli("export", "throughput-summary").output)
+    assert {r["model"]: r["estimated_cost"] for r in exported}["mistral/x"] == "5.0"
     monkeypatch.setenv("FTLOG_PROFILE", "nope")
-    with pytest.raises(UsageProblem, match="no profile 'nope'"):
-        analysis.throughput_summary(priced)
+    result = cli("throughput")
+    assert result.exit_code == 2 and "no profile 'nope'" in result.output
 
 
 # --- ftlog cost -----------------------------------------------------------------------------

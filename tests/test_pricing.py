@@ -7,14 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ftlog.config import load_prices
 from ftlog.errors import UsageProblem
-from ftlog.pricing import (
-    Price,
-    PriceTable,
-    estimate_costs,
-    literal_characters,
-    load_prices,
-)
+from ftlog.pricing import Price, PriceTable, estimate_costs, literal_characters
 
 
 def make(entries: dict[str, float], currency: str = "USD") -> PriceTable:

@@ -194,7 +194,9 @@ def test_database_ahead_of_the_code_is_refused(engine: Engine, db_url: str) -> N
     assert "newer than this ftlog" in result.output and "upgrade ftlog" in result.output
 
 
-def test_db_commands_report_head(db_url: str) -> None:
+def test_db_commands_report_head(empty_engine: Engine, db_url: str) -> None:
+    with empty_engine.connect():
+        pass  # an empty database (on SQLite, an empty file)
     runner = CliRunner()
     assert "no schema yet" in runner.invoke(main, ["db", "current", "--db", db_url]).output
     assert runner.invoke(main, ["db", "upgrade", "--db", db_url]).exit_code == 0

@@ -309,7 +309,7 @@ def test_compare_shows_final_and_best_checkpoint_losses(handmade: Engine) -> Non
     assert table.loc["best_valid_loss", "job-x"] == 1.35
 
 
-def test_empty_store_gives_empty_typed_frames(db_url: str) -> None:
+def test_empty_store_gives_empty_typed_frames(engine: Engine, db_url: str) -> None:
     for load, kinds in [
         (analysis.load_events, analysis.EVENT_COLUMNS),
         (analysis.load_checkpoints, analysis.CHECKPOINT_COLUMNS),
@@ -432,11 +432,11 @@ def test_exports_of_training_data(
     assert {r["job_id"] for r in csv.DictReader(io.StringIO(only_b))} == {"ftjob-b"}
 
 
-def test_export_events_as_json_lines_keeps_data_text(store_url: str) -> None:
+def test_export_events_as_json_lines_nests_data(store_url: str) -> None:
     out = cli("export", "events", "ftjob-a", "-o", "-", "--format", "jsonl", "--db", store_url)
     records = [json.loads(line) for line in out.output.splitlines()]
     metrics = [r for r in records if r["type"] == "metrics"]
-    assert json.loads(metrics[0]["data"])["step"] == 10
+    assert metrics[0]["data"]["step"] == 10
     assert records[0]["data"] is None
 
 

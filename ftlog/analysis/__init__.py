@@ -46,7 +46,6 @@ from ftlog.analysis.cost import (
     CostGroup,
     cost_totals,
     currency_totals,
-    default_prices,
 )
 from ftlog.analysis.history import (
     HYPERPARAMETER_COLUMNS,
@@ -104,7 +103,6 @@ __all__ = [
     "compare_hyperparameters",
     "cost_totals",
     "currency_totals",
-    "default_prices",
     "events",
     "load_checkpoints",
     "load_events",

@@ -11,7 +11,7 @@ import json
 import typing
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, TypedDict
 
 import numpy as np
@@ -30,6 +30,7 @@ from sqlalchemy import (
 
 from ftlog.db import open_store
 from ftlog.errors import UsageProblem
+from ftlog.filters import recorded_models, recorded_sources, selected_names
 from ftlog.models import (
     Checkpoint,
     Event,
@@ -42,6 +43,7 @@ from ftlog.models import (
     table,
 )
 from ftlog.parse import canonical_json
+from ftlog.times import TimeError, to_utc
 
 StoreLike = str | Engine | None
 """A database URL or SQLite path, an engine, or None for the default store."""
@@ -98,46 +100,62 @@ def reading(
     store: StoreLike, filters: Filters
 ) -> Iterator[tuple[Connection, list[ColumnElement[bool]], pd.DataFrame]]:
     """The filters as WHERE clauses, a connection in one read transaction (so the several
-    queries of a function see the same data) and the selected jobs."""
-    conds = conditions(filters)
+    queries of a function see the same data) and the selected jobs.
+
+    A URL or path must name an existing ftlog store: a reader never creates one."""
+    checked = checked_filters(filters)
     with ExitStack() as stack:
         engine = store if isinstance(store, Engine) else stack.enter_context(open_store(store))
         conn = stack.enter_context(engine.connect())
         if conn.dialect.name == "postgresql":
             conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         stack.enter_context(conn.begin())
+        conds = conditions(checked, conn)
         yield conn, conds, load_job_rows(conn, conds)
 
 
-def conditions(filters: Filters) -> list[ColumnElement[bool]]:
-    """The filters as WHERE clauses on ``jobs`` joined with ``sources``."""
+def checked_filters(filters: Filters) -> Filters:
+    """``filters`` with ``since``/``until`` as aware UTC datetimes; TypeError for an unknown
+    filter, UsageProblem for a time outside the grammar (before any store is opened)."""
     unknown = set(filters) - set(Filters.__annotations__)
     if unknown:
         raise TypeError(f"unknown filter {', '.join(sorted(unknown))}")
+    checked = Filters(**filters)
+    if (since := filters.get("since")) is not None:
+        checked["since"] = utc(since, "since")
+    if (until := filters.get("until")) is not None:
+        checked["until"] = utc(until, "until")
+    return checked
+
+
+def conditions(filters: Filters, conn: Connection) -> list[ColumnElement[bool]]:
+    """The filters as WHERE clauses on ``jobs`` joined with ``sources``; a model or source
+    pattern is matched against the names ``conn``'s store holds (:mod:`ftlog.filters`)."""
+    filters = checked_filters(filters)
     jobs = jobs_table.c
     conds: list[ColumnElement[bool]] = []
     if (job_ids := filters.get("job_ids")) is not None:
         conds.append(jobs.job_id.in_([job_ids] if isinstance(job_ids, str) else list(job_ids)))
     if (source := filters.get("source")) is not None:
-        conds.append(sources_table.c.name == source)
+        conds.append(sources_table.c.name.in_(selected_names(source, conn, recorded_sources)))
     if (model := filters.get("model")) is not None:
-        conds.append(jobs.model == model)
+        conds.append(jobs.model.in_(selected_names(model, conn, recorded_models)))
     if (status := filters.get("status")) is not None:
         conds.append(jobs.status.in_([status] if isinstance(status, str) else list(status)))
     if (since := filters.get("since")) is not None:
-        conds.append(jobs.created_at >= utc(since, "since"))
+        conds.append(jobs.created_at >= since)
     if (until := filters.get("until")) is not None:
-        conds.append(jobs.created_at < utc(until, "until"))
+        conds.append(jobs.created_at < until)
     return conds
 
 
 def utc(value: datetime | str, name: str) -> datetime:
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise UsageProblem(f"{name}: {value!r} is not an ISO 8601 time") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """``since``/``until`` as an aware UTC datetime: a datetime (naive means UTC) or text of
+    :mod:`ftlog.times`' grammar (ISO date or time, ``Z`` or an offset, a span: ``7d``)."""
+    try:
+        return to_utc(value)
+    except TimeError as err:
+        raise UsageProblem(f"{name}: {err}") from None
 
 
 def fetch(

@@ -17,7 +17,6 @@ from ftlog.analysis._read import (
     reading,
     sort_key,
 )
-from ftlog.analysis.cost import default_prices
 from ftlog.analysis.history import HYPERPARAMETER_COLUMNS, HYPERPARAMETER_NAMES
 from ftlog.analysis.speed import SUMMARY_COLUMNS, summary
 from ftlog.analysis.training import LOSS_OUTCOMES, loss_outcomes
@@ -48,7 +47,7 @@ def compare_hyperparameters(
     value did not fit its type shows the value as given (``"auto"``); absent is NA; an object
     or array value is shown as canonical JSON. Then the rows ``COMPARE_OUTCOMES``: from
     :func:`load_jobs` and :func:`throughput_summary` (``estimated_cost`` and ``currency``
-    priced by ``prices``, None for the default table: see :mod:`ftlog.analysis.cost`); and
+    priced by ``prices``, None for none: see :mod:`ftlog.analysis.cost`); and
     the losses of the job's checkpoints: ``final_*_loss`` is the value at the last
     checkpoint that has it, ``best_*_loss`` the lowest (``valid`` is the checkpoints'
     ``valid_loss``), NA without checkpoints. With ``only_different`` and two or more jobs,
@@ -61,7 +60,6 @@ def compare_hyperparameters(
     ids = list(dict.fromkeys([job_ids] if isinstance(job_ids, str) else job_ids))
     if not ids:
         raise UsageProblem("compare needs at least one job id")
-    table = default_prices() if prices is None else prices
     with reading(store, {"job_ids": ids, "source": source}) as (conn, conds, jobs):
         missing = [i for i in ids if i not in set(jobs["job_id"])]
         if missing:
@@ -76,7 +74,7 @@ def compare_hyperparameters(
                 f"job id {twice['job_id'].iloc[0]} is in several sources ({names}); pass source"
             )
         hyper = child(conn, jobs, hyper_table, conds, HYPERPARAMETER_COLUMNS)
-        outcomes = public(summary(conn, conds, jobs, table), SUMMARY_COLUMNS)
+        outcomes = public(summary(conn, conds, jobs, prices), SUMMARY_COLUMNS)
         losses = loss_outcomes(conn, conds, jobs)  # by job_pk, in the order of jobs
     outcomes = outcomes.set_index("job_id").join(losses.set_axis(jobs["job_id"].to_numpy()))
     hyper = hyper.set_index("job_id")

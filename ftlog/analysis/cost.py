@@ -1,11 +1,10 @@
 """Estimated costs: trained tokens priced by a :class:`~ftlog.pricing.PriceTable`.
 
 **Which prices.** Every function takes ``prices``: a :class:`~ftlog.pricing.PriceTable`, or
-None for :func:`default_prices`, the table ``ftlog`` commands use without ``--prices``: the
-config file's (``$FTLOG_CONFIG``, else the default file) profile named by
-``$FTLOG_PROFILE``, else its ``default_profile``, with that profile's own prices first;
-without a profile, the top-level ``[prices]``; no config file means no prices. Pass
-``PriceTable()`` to read no file at all.
+None for no prices (every estimate NA). The library reads no config file: the ``ftlog``
+commands pass the table of ``--prices``, else of the profile in use
+(:func:`ftlog.config.resolve_settings`); a notebook loads one with
+:func:`ftlog.config.load_prices` or takes a profile's from :func:`ftlog.config.load_config`.
 
 **Never a made-up number.** A job's ``estimated_cost`` is ``trained_tokens / 1e6 ×
 per_million_tokens`` in the price's ``currency``, and NA (with currency NA) when no key of
@@ -32,24 +31,10 @@ COST_TOTAL_COLUMNS = columns(
 """The columns of :func:`cost_totals` after the group's own (``model``, ``source`` or ``day``)."""
 
 
-def default_prices() -> PriceTable:
-    """The price table ftlog commands use when not given ``--prices``: see the module docs.
-
-    Raises :class:`~ftlog.errors.UsageProblem` for a config file that is invalid, or for
-    ``$FTLOG_PROFILE`` naming a profile it does not have.
-    """
-    from ftlog import settings
-    from ftlog.config import load_config
-
-    config = load_config(None)
-    profile = config.profile(settings.env(settings.PROFILE))
-    return profile.prices if profile is not None else config.prices
-
-
 def job_costs(jobs: pd.DataFrame, prices: PriceTable | None) -> pd.DataFrame:
     """``estimated_cost`` (Float64) and ``currency`` (string) of each row of ``jobs`` (with
     ``model`` and ``trained_tokens``), on its index."""
-    table = default_prices() if prices is None else prices
+    table = PriceTable() if prices is None else prices
     return estimate_costs(jobs["model"], jobs["trained_tokens"], table)
 
 
@@ -77,9 +62,8 @@ def cost_totals(
     """
     if by not in COST_GROUPS:
         raise ValueError(f"by must be one of {', '.join(COST_GROUPS)}, not {by!r}")
-    table = default_prices() if prices is None else prices
     with reading(store, filters) as (_, _, jobs):
-        costs = job_costs(jobs, table)
+        costs = job_costs(jobs, prices)
     key = jobs["created_at"].dt.strftime("%Y-%m-%d") if by == "day" else jobs[by]
     rows = pd.DataFrame(
         {

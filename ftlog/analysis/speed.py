@@ -87,7 +87,7 @@ def throughput_summary(
       before the estimate. ``first_finish_estimate_error_s``: the same for the first
       estimate seen while running. Only for ``succeeded`` jobs with a ``finished_at``.
     - ``estimated_cost`` and its ``currency``: ``trained_tokens`` priced by ``prices``
-      (None: :func:`~ftlog.analysis.cost.default_prices`); NA where no price matches the
+      (None: no prices); NA where no price matches the
       model (see :mod:`ftlog.analysis.cost`).
     """
     with reading(store, filters) as (conn, conds, jobs):

@@ -10,8 +10,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ftlog.cli.config import current_profile, profile_options
-from ftlog.cli.options import db_option, is_quiet, is_verbose, verbosity_options
+from ftlog import settings
+from ftlog.cli.options import (
+    TIME,
+    TIME_EXAMPLES,
+    current_profile,
+    db_option,
+    is_quiet,
+    is_verbose,
+    verbosity_options,
+)
 
 if TYPE_CHECKING:
     from ftlog.cli.progress import TerminalProgress
@@ -31,15 +39,15 @@ def api_options(func: F) -> F:
     func = click.option(
         "--api-key",
         metavar="TOKEN",
-        help="API token. Default: $FTLOG_API_KEY, else $NEBIUS_API_KEY. Prefer the variables: "
-        "a token on the command line is visible to other users of the machine.",
+        help=f"API token. Default: the profile's, else ${settings.API_KEY}, else "
+        f"${settings.NEBIUS_API_KEY}. Prefer the variables: a token on the command line is "
+        "visible to other users of the machine.",
     )(func)
     return click.option(
         "--base-url",
-        envvar="FTLOG_BASE_URL",
-        show_envvar=True,
         metavar="URL",
-        help="API base URL. Default: https://api.studio.nebius.com/v1 (Nebius also serves "
+        help=f"API base URL. Default: ${settings.BASE_URL}, else the profile's base_url, else "
+        f"{settings.DEFAULT_BASE_URL} (Nebius also serves "
         "https://api.tokenfactory.nebius.com/v1).",
     )(func)
 
@@ -48,11 +56,10 @@ def recording_options(func: F) -> F:
     """What else a snapshot records and who it tells: --no-events, --notify-command, ..."""
     func = click.option(
         "--notify-webhook",
-        envvar="FTLOG_NOTIFY_WEBHOOK",
-        show_envvar=True,
         metavar="URL",
-        help="POST each status transition as JSON (Slack-compatible 'text') to URL. A webhook "
-        "URL is a secret: prefer the variable.",
+        help="POST each status transition as JSON (Slack-compatible 'text') to URL. Default: "
+        f"${settings.NOTIFY_WEBHOOK}, else the profile's. A webhook URL is a secret: prefer "
+        "the variable.",
     )(func)
     func = click.option(
         "--notify-command",
@@ -200,7 +207,6 @@ concurrency_option = click.option(
 @source_option
 @db_option
 @json_option
-@profile_options
 @verbosity_options
 def snapshot(
     job_ids: tuple[str, ...],
@@ -241,7 +247,10 @@ def snapshot(
     plan = SnapshotPlan(
         job_ids=job_ids, active_only=active, full=full, concurrency=concurrency, **extras
     )
-    with _client(base_url, api_key, project_id) as client, open_store(db_url) as engine:
+    with (
+        _client(base_url, api_key, project_id) as client,
+        open_store(db_url, create=True) as engine,
+    ):
         source_id = _source_id(engine, source, client.base_url)
         with _interruptible("snapshot"), _progress() as progress:
             summary = run_snapshot(engine, client, source_id, plan, progress=progress)
@@ -262,22 +271,19 @@ def _check_job_ids(job_ids: tuple[str, ...]) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.File("r"))
 @click.option(
     "--observed-at",
-    type=click.DateTime(
-        ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
-    ),
-    help="When the objects were seen (ISO time, UTC unless it has an offset). Default: now.",
+    type=TIME,
+    metavar="TIME",
+    help=f"When the objects were seen: {TIME_EXAMPLES}, or a span back from now (2h). "
+    "Default: now.",
 )
 @click.option(
     "--base-url",
-    envvar="FTLOG_BASE_URL",
-    show_envvar=True,
     metavar="URL",
-    help="The API the objects came from, for the default --source.",
+    help="The API the objects came from, for the default --source. Default: as for snapshot.",
 )
 @source_option
 @db_option
 @json_option
-@profile_options
 @verbosity_options
 def ingest(
     files: tuple[Any, ...],
@@ -303,7 +309,7 @@ def ingest(
     for file in files:
         objects.extend(read_job_objects(file.read(), file.name))
     secrets = [token] if (token := _known_token()) else []
-    with open_store(db_url) as engine:
+    with open_store(db_url, create=True) as engine:
         source_id = _source_id(engine, source, base_url or DEFAULT_BASE_URL)
         with _interruptible("ingest"):
             summary = run_ingest(engine, source_id, objects, observed_at, secrets=secrets)
@@ -336,7 +342,6 @@ def _known_token() -> str | None:
 @api_options
 @source_option
 @db_option
-@profile_options
 @verbosity_options
 def watch(
     job_ids: tuple[str, ...],
@@ -371,7 +376,10 @@ def watch(
     from ftlog.cli.progress import print_run
 
     failed_passes = 0
-    with _client(base_url, api_key, project_id) as client, open_store(db_url) as engine:
+    with (
+        _client(base_url, api_key, project_id) as client,
+        open_store(db_url, create=True) as engine,
+    ):
         source_id = _source_id(engine, source, client.base_url)
         with _interruptible("watch"), _progress() as progress:
             for summary in run_watch(engine, client, source_id, plan, interval, progress=progress):

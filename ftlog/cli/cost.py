@@ -7,9 +7,15 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from ftlog.cli.config import current_prices, profile_options
-from ftlog.cli.options import db_option, load_price_file, prices_option
-from ftlog.cli.report import _filters, filter_options, format_option
+from ftlog.cli.options import chosen_prices, db_option, prices_option
+from ftlog.cli.report import (
+    REPORT_FORMATS,
+    _emit,
+    _filters,
+    _selecting,
+    filter_options,
+    format_option,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,9 +35,8 @@ if TYPE_CHECKING:
 )
 @filter_options
 @prices_option
-@format_option("table", "csv", "json")
+@format_option(*REPORT_FORMATS)
 @db_option
-@profile_options
 def cost(
     by: str,
     statuses: tuple[str, ...],
@@ -50,23 +55,18 @@ def cost(
     file's [prices] (ftlog config show names them). One row per group and currency;
     a job whose model has no price is counted (unpriced_jobs), never costed, and
     amounts in different currencies are never added together. A profile also gives
-    the defaults of --db and --source (its database_url and source).
+    the defaults of --db and --source (its database_url and source), as for every
+    command.
     """
     from ftlog import analysis, export
-    from ftlog.db import open_store
 
-    given = load_price_file(prices_path)
-    prices = current_prices() if given is None else given
+    prices = chosen_prices(prices_path)
     filters = _filters(statuses, model, source, since, until)
     group = cast("CostGroup", by)
-    with open_store(db_url) as engine:
+    with _selecting(db_url, filters) as engine:
         totals = analysis.cost_totals(engine, by=group, prices=prices, **filters)
-    if fmt == "csv":
-        click.echo(export.to_csv(totals), nl=False)
-    elif fmt == "json":
-        click.echo(export.to_json_records(totals))
-    elif totals.empty:
-        click.echo("(no jobs)")
+    if fmt != "table" or totals.empty:
+        _emit(totals, fmt)
     else:
         click.echo(export.format_table(totals, max_width=50))
         click.echo(f"\n{_footer(analysis.currency_totals(totals), bool(prices))}")

@@ -15,16 +15,14 @@ def db() -> None:
 @db.command()
 @db_option
 def upgrade(db_url: str | None) -> None:
-    """Upgrade the store's schema to this ftlog's revision (creating it if empty)."""
+    """Upgrade the store's schema to this ftlog's revision (creating the store, and its
+    schema, if there is none)."""
     from ftlog import db as store_db
 
-    engine = store_db.create_store_engine(store_db.resolve_url(db_url))
-    try:
+    with store_db.store_engine(db_url, create=True) as engine:
         store_db.upgrade(engine)
         with engine.connect() as conn:
             click.echo(f"schema at revision {store_db.current_revision(conn)} (head)")
-    finally:
-        engine.dispose()
 
 
 @db.command()
@@ -33,12 +31,8 @@ def current(db_url: str | None) -> None:
     """Print the store's schema revision, and whether it is this ftlog's head."""
     from ftlog import db as store_db
 
-    engine = store_db.create_store_engine(store_db.resolve_url(db_url))
-    try:
-        with engine.connect() as conn:
-            revision = store_db.current_revision(conn)
-    finally:
-        engine.dispose()
+    with store_db.store_engine(db_url) as engine, engine.connect() as conn:
+        revision = store_db.current_revision(conn)
     head = store_db.head_revision()
     if revision is None:
         click.echo(f"no schema yet (this ftlog's head is {head}); run: ftlog db upgrade")
@@ -68,18 +62,16 @@ def downgrade(revision: str, db_url: str | None, yes: bool) -> None:
     Back up the store first; ftlog asks before it does this unless --yes is given.
     """
     from ftlog import db as store_db
+    from ftlog.config import masked_url
 
-    url = store_db.resolve_url(db_url)
-    if not yes:
-        click.confirm(
-            f"Downgrade {store_db.redacted(url)} to {revision}? Data in tables or columns added "
-            "after it is deleted.",
-            abort=True,
-        )
-    engine = store_db.create_store_engine(url)
-    try:
+    with store_db.store_engine(db_url) as engine:
+        if not yes:
+            shown = masked_url(engine.url.render_as_string(hide_password=False))
+            click.confirm(
+                f"Downgrade {shown} to {revision}? Data in tables or columns added after it is "
+                "deleted.",
+                abort=True,
+            )
         store_db.downgrade(engine, revision)
         with engine.connect() as conn:
             click.echo(f"schema at revision {store_db.current_revision(conn) or 'base (empty)'}")
-    finally:
-        engine.dispose()

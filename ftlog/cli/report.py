@@ -6,15 +6,15 @@ Unknown job ids are bad input: a one-line error and exit code 2.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
-from ftlog.cli.options import db_option, load_price_file, prices_option
+from ftlog.cli.options import TIME, TIME_EXAMPLES, chosen_prices, db_option, prices_option
+from ftlog.formats import FORMATS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,13 +23,25 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from ftlog.analysis import CostGroup
+    from ftlog.formats import FileFormat
+    from ftlog.pricing import PriceTable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXPORTS = (
-    "jobs", "hyperparameters", "snapshots", "status-history", "throughput",
-    "throughput-summary", "comparison", "events", "checkpoints", "loss-curves", "cost",
-)  # fmt: skip
+EXPORTS = {
+    "jobs": "one row per job, its latest fields",
+    "hyperparameters": "one row per job, one column per hyperparameter",
+    "snapshots": "one row per distinct observed state of a job",
+    "status-history": "one row per status change",
+    "throughput": "one row per interval between two snapshots",
+    "throughput-summary": "one row per job: speed, time queued and running, cost",
+    "comparison": "hyperparameters and outcomes, one column per JOB_ID",
+    "events": "one row per event of a job",
+    "checkpoints": "one row per checkpoint, with its metrics",
+    "loss-curves": "one row per job, step and loss, with the tokens trained by then",
+    "cost": "estimated cost per model (--by source, day) and currency",
+}
+"""What ``ftlog export NAME`` writes, by NAME (its help and the README list them all)."""
 JOB_TABLE_COLUMNS = (
     "job_id", "source", "model", "status", "created_at", "finished_at", "trained_tokens",
     "suffix", "error_code",
@@ -42,6 +54,8 @@ SUMMARY_TABLE_COLUMNS = (
 """What ``ftlog throughput`` shows as a table (and the cost, when any job has a price); csv
 and json carry every column."""
 COST_TABLE_COLUMNS = ("estimated_cost", "currency")
+FULL_WIDTH = 100_000
+"""``ftlog show`` prints a job's fields in full: its error message is what one asks it for."""
 RECENT_EVENTS = 10
 """How many of a job's events ``ftlog show`` lists, the most recent."""
 EVENT_TABLE_COLUMNS = ("created_at", "level", "type", "message")
@@ -49,71 +63,106 @@ CHECKPOINT_TABLE_COLUMNS = (
     "step", "created_at", "train_loss", "valid_loss", "full_valid_loss",
     "train_mean_token_accuracy", "valid_mean_token_accuracy",
 )  # fmt: skip
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+REPORT_FORMATS = ("table", "csv", "json", "jsonl")
+"""The formats of the report commands (``ftlog export`` writes files: csv, json, jsonl,
+parquet)."""
 
 
-def parse_time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    """An ISO date or time (UTC unless it has an offset), or a span back from now: 30m 12h 7d 2w."""
-    if value is None:
-        return None
-    relative = _RELATIVE.match(value)
-    if relative:
-        return datetime.now(UTC) - timedelta(**{_UNITS[relative[2]]: float(relative[1])})
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO date/time (2026-01-31, 2026-01-31T12:00Z) or a span (7d)"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+def _complete_status(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    from ftlog.parse import KNOWN_STATUSES
+
+    return [
+        click.shell_completion.CompletionItem(status)
+        for status in sorted(KNOWN_STATUSES)
+        if status.startswith(incomplete)
+    ]
 
 
 def filter_options(func: F) -> F:
     """--status, --model, --source, --since, --until: which jobs to read."""
     func = click.option(
         "--until",
+        type=TIME,
         metavar="TIME",
-        callback=parse_time,
-        help="Only jobs created before this time (ISO or 7d ago).",
+        help="Only jobs created before this time (as --since).",
     )(func)
     func = click.option(
         "--since",
+        type=TIME,
         metavar="TIME",
-        callback=parse_time,
-        help="Only jobs created at or after this time: ISO (2026-01-31, 2026-01-31T12:00Z; UTC "
-        "unless it has an offset) or a span back from now (30m, 12h, 7d, 2w).",
+        help=f"Only jobs created at or after this time: {TIME_EXAMPLES}, or a span back from "
+        "now: 30m, 12h, 7d, 2w.",
     )(func)
-    func = click.option("--source", metavar="NAME", help="Only jobs from this source.")(func)
-    func = click.option("--model", metavar="MODEL", help="Only jobs fine-tuning this base model.")(
-        func
-    )
+    func = click.option(
+        "--source",
+        metavar="NAME",
+        help="Only jobs from this source, or from those a pattern matches ('nebius-*'; '*' "
+        "for all). Default: the profile's source.",
+    )(func)
+    func = click.option(
+        "--model",
+        metavar="MODEL",
+        help="Only jobs fine-tuning this base model, or a model a pattern matches, as in the "
+        "price table: 'Qwen/*', '*Llama-3.1-8B*' (case-sensitive).",
+    )(func)
     return click.option(
         "--status",
         "statuses",
         multiple=True,
         metavar="STATUS",
+        shell_complete=_complete_status,
         help="Only jobs whose latest status is this (repeat for several: --status failed "
         "--status cancelled).",
     )(func)
 
 
-def format_option(*choices: str) -> Callable[[F], F]:
+def format_option(*choices: str, default: str | None = "") -> Callable[[F], F]:
+    """``--format``, offering ``choices`` of the one vocabulary (:data:`ftlog.formats.FORMATS`);
+    the first is the default unless ``default`` says otherwise (None: no default)."""
+    described = ", ".join(
+        f"{name} ({FORMATS[name]})" if FORMATS[name] else name for name in choices
+    )
     return click.option(
         "--format",
         "fmt",
         type=click.Choice(choices),
-        default=choices[0],
-        show_default=True,
-        help="Output format: an aligned table for reading, csv or json for programs.",
+        default=choices[0] if default == "" else default,
+        show_default=default is not None,
+        help=f"Output format: {described}.",
     )
 
 
 @contextmanager
 def _store(db_url: str | None) -> Iterator[Engine]:
+    """The store, for reading: it must exist (a reader never creates one)."""
     from ftlog.db import open_store
 
     with open_store(db_url) as engine:
+        yield engine
+
+
+@contextmanager
+def _selecting(db_url: str | None, filters: dict[str, Any]) -> Iterator[Engine]:
+    """The store, for reading the jobs ``filters`` select: a status that cannot be right is
+    an error (exit code 2), a model or source no recorded job has gets a hint on stderr."""
+    from ftlog.errors import UsageProblem
+    from ftlog.filters import filter_hints
+
+    with _store(db_url) as engine:
+        if filters["status"] or filters["model"] or filters["source"]:
+            with engine.connect() as conn:
+                hints = filter_hints(
+                    conn,
+                    statuses=filters["status"] or (),
+                    model=filters["model"],
+                    source=filters["source"],
+                )
+            for hint in hints:
+                if hint.typo:
+                    raise UsageProblem(hint.message)
+                click.echo(f"note: {hint.message}", err=True)
         yield engine
 
 
@@ -135,15 +184,27 @@ def _filters(
     }
 
 
+def _json_columns() -> set[str]:
+    """The columns of ftlog.analysis's frames that hold JSON text (``extra``, an event's
+    ``data``), which JSON output nests as objects."""
+    from ftlog import analysis
+
+    return {
+        name
+        for constant in analysis.__all__
+        if constant.endswith("_COLUMNS")
+        for name, kind in getattr(analysis, constant).items()
+        if kind == "json"
+    }
+
+
 def _emit(frame: pd.DataFrame, fmt: str, table_columns: Sequence[str] = ()) -> None:
     """Print ``frame``; a table keeps ``table_columns`` (if given) and drops a ``source``
     column that has one value only."""
     from ftlog import export
 
-    if fmt == "csv":
-        click.echo(export.to_csv(frame), nl=False)
-    elif fmt == "json":
-        click.echo(export.to_json_records(frame))
+    if fmt != "table":
+        export.write_frame(frame, "-", cast("FileFormat", fmt), json_columns=_json_columns())
     elif frame.empty:
         click.echo("(no jobs)")
     else:
@@ -169,7 +230,14 @@ def _known_jobs(engine: Engine, job_ids: Sequence[str], source: str | None) -> p
 
 @click.command()
 @filter_options
-@format_option("table", "csv", "json")
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Only the N most recently created jobs.",
+)
+@format_option(*REPORT_FORMATS)
 @db_option
 def jobs(
     statuses: tuple[str, ...],
@@ -177,18 +245,21 @@ def jobs(
     source: str | None,
     since: datetime | None,
     until: datetime | None,
+    limit: int | None,
     fmt: str,
     db_url: str | None,
 ) -> None:
-    """List the recorded jobs with their latest status.
+    """List the recorded jobs, newest first, with their latest status.
 
-    The table shows the main fields; --format csv or json prints every column.
+    The table shows the main fields; the other formats carry every column.
     """
     from ftlog import analysis
 
-    with _store(db_url) as engine:
-        frame = analysis.load_jobs(engine, **_filters(statuses, model, source, since, until))
-    _emit(frame, fmt, JOB_TABLE_COLUMNS)
+    filters = _filters(statuses, model, source, since, until)
+    with _selecting(db_url, filters) as engine:
+        frame = analysis.load_jobs(engine, **filters)
+    newest_first = frame.iloc[::-1].reset_index(drop=True)
+    _emit(newest_first if limit is None else newest_first.head(limit), fmt, JOB_TABLE_COLUMNS)
 
 
 @click.command()
@@ -212,7 +283,7 @@ def show(job_id: str, source: str | None, fmt: str, db_url: str | None) -> None:
         return
     job = report["job"]
     click.echo(f"Job {job_id}\n")
-    click.echo(export.format_fields(_present(job)))
+    click.echo(export.format_fields(_present(job), max_width=FULL_WIDTH))
     click.echo("\nHyperparameters\n")
     click.echo(export.format_fields(_present(report["hyperparameters"])))
     click.echo("\nStatus timeline\n")
@@ -283,10 +354,14 @@ def _json_ready(report: dict[str, Any]) -> dict[str, Any]:
 
     from ftlog import export
 
+    nested = _json_columns()
     return {
-        name: json.loads(export.to_json_records(section))
+        name: json.loads(export.to_json_records(section, nested))
         if not isinstance(section, dict)
-        else {k: export.json_value(v) for k, v in section.items()}
+        else {
+            k: json.loads(v) if k in nested and isinstance(v, str) else export.json_value(v)
+            for k, v in section.items()
+        }
         for name, section in report.items()
     }
 
@@ -310,7 +385,7 @@ def _json(value: Any) -> str:
 )
 @filter_options
 @prices_option
-@format_option("table", "csv", "json")
+@format_option(*REPORT_FORMATS)
 @db_option
 def throughput(
     job_ids: tuple[str, ...],
@@ -333,9 +408,9 @@ def throughput(
 
     if intervals and prices_path is not None:
         raise click.UsageError("--prices applies to the summary, not to --intervals")
-    prices = load_price_file(prices_path)
+    prices = chosen_prices(prices_path)
     filters = _filters(statuses, model, source, since, until, job_ids)
-    with _store(db_url) as engine:
+    with _selecting(db_url, filters) as engine:
         if job_ids:
             _known_jobs(engine, job_ids, source)
         if intervals:
@@ -359,7 +434,7 @@ def throughput(
 )
 @click.option("--source", metavar="NAME", help="The jobs' source, when several hold a JOB_ID.")
 @prices_option
-@format_option("table", "csv", "json")
+@format_option(*REPORT_FORMATS)
 @db_option
 def compare(
     job_ids: tuple[str, ...],
@@ -377,7 +452,7 @@ def compare(
     """
     from ftlog import analysis
 
-    prices = load_price_file(prices_path)
+    prices = chosen_prices(prices_path)
     with _store(db_url) as engine:
         frame = analysis.compare_hyperparameters(
             job_ids, engine, only_different=not show_all, source=source, prices=prices
@@ -390,22 +465,32 @@ def compare(
         _emit(frame, fmt)
 
 
-@click.command()
-@click.argument("name", type=click.Choice(EXPORTS), metavar="NAME")
+_EXPORT_HELP = "\n".join(
+    [
+        "Write a table of the history: to stdout, or to FILE (-o).",
+        "",
+        "\b",
+        "NAME is one of:",
+        *(f"  {name:<19} {what}" for name, what in EXPORTS.items()),
+        "",
+        "The format is --format, else the suffix of FILE (.csv, .json, .jsonl, .parquet), "
+        "else CSV. JOB_IDs and the filters narrow any export. Times are ISO 8601 UTC "
+        "(2026-01-31T12:00:00Z); nulls are empty cells (CSV) or null (JSON); JSON nests "
+        "objects (hyperparameters' extra, an event's data).",
+    ]
+)
+
+
+@click.command(help=_EXPORT_HELP)
+@click.argument("name", type=click.Choice(list(EXPORTS)), metavar="NAME")
 @click.argument("job_ids", nargs=-1, metavar="[JOB_ID]...")
 @click.option(
     "-o",
     "--output",
-    required=True,
     metavar="FILE",
-    help="Where to write; - for stdout. A .jsonl or .ndjson name implies --format jsonl.",
+    help="Where to write (default: stdout; - too). Its suffix picks the format.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["csv", "jsonl"]),
-    help="csv (default) or JSON lines.",
-)
+@format_option("csv", "json", "jsonl", "parquet", default=None)
 @click.option(
     "--no-escape",
     is_flag=True,
@@ -429,7 +514,7 @@ def compare(
 def export(
     name: str,
     job_ids: tuple[str, ...],
-    output: str,
+    output: str | None,
     fmt: str | None,
     no_escape: bool,
     show_all: bool,
@@ -442,27 +527,6 @@ def export(
     until: datetime | None,
     db_url: str | None,
 ) -> None:
-    """Write a table of the history to FILE, as CSV or JSON lines.
-
-    \b
-    NAME is one of:
-      jobs                one row per job, its latest fields
-      hyperparameters     one row per job, one column per hyperparameter
-      snapshots           one row per distinct observed state of a job
-      status-history      one row per status change
-      throughput          one row per interval between two snapshots
-      throughput-summary  one row per job: speed, time queued and running, cost
-      comparison          hyperparameters and outcomes, one column per JOB_ID
-      events              one row per event of a job
-      checkpoints         one row per checkpoint, with its metrics
-      loss-curves         one row per job, step and loss (train_loss, valid_loss,
-                          full_valid_loss), with the tokens trained by that step
-      cost                estimated cost per model (--by source, day) and currency
-
-    JOB_IDs and the filters narrow any export. Times are ISO 8601 UTC
-    (2026-01-31T12:00:00Z); nulls are empty cells (CSV) or null (JSON lines).
-    """
-    from ftlog import analysis
     from ftlog import export as writer
 
     file_format = writer.infer_format(output, fmt)
@@ -477,30 +541,45 @@ def export(
         raise click.UsageError("--by applies to export cost only")
     if prices_path is not None and name not in ("cost", "throughput-summary", "comparison"):
         raise click.UsageError("--prices applies to export cost, throughput-summary, comparison")
-    prices = load_price_file(prices_path)
-    with _store(db_url) as engine:
-        if name == "comparison":
-            frame = analysis.compare_hyperparameters(
-                job_ids, engine, only_different=not show_all, source=source, prices=prices
-            )
-        else:
-            if job_ids:
-                _known_jobs(engine, job_ids, source)
-            if name == "cost":
-                group = cast("CostGroup", by or "model")
-                frame = analysis.cost_totals(engine, by=group, prices=prices, **filters)
-            elif name == "throughput-summary":
-                frame = analysis.throughput_summary(engine, prices=prices, **filters)
-            else:
-                read = {
-                    "jobs": analysis.load_jobs,
-                    "hyperparameters": analysis.load_hyperparameters,
-                    "snapshots": analysis.load_snapshots,
-                    "status-history": analysis.load_status_history,
-                    "throughput": analysis.throughput,
-                    "events": analysis.load_events,
-                    "checkpoints": analysis.load_checkpoints,
-                    "loss-curves": analysis.loss_curves,
-                }[name]
-                frame = read(engine, **filters)
-    writer.write_frame(frame, output, file_format, escape=not no_escape)
+    prices = chosen_prices(prices_path)
+    with _selecting(db_url, filters) as engine:
+        frame = _export_frame(engine, name, filters, show_all, by, prices)
+    writer.write_frame(
+        frame, output, file_format, escape=not no_escape, json_columns=_json_columns()
+    )
+
+
+def _export_frame(
+    engine: Engine,
+    name: str,
+    filters: dict[str, Any],
+    show_all: bool,
+    by: str | None,
+    prices: PriceTable,
+) -> pd.DataFrame:
+    """The frame of ``ftlog export NAME``, read through ftlog.analysis."""
+    from ftlog import analysis
+
+    job_ids, source = filters["job_ids"] or [], filters["source"]
+    if name == "comparison":
+        return analysis.compare_hyperparameters(
+            job_ids, engine, only_different=not show_all, source=source, prices=prices
+        )
+    if job_ids:
+        _known_jobs(engine, job_ids, source)
+    if name == "cost":
+        group = cast("CostGroup", by or "model")
+        return analysis.cost_totals(engine, by=group, prices=prices, **filters)
+    if name == "throughput-summary":
+        return analysis.throughput_summary(engine, prices=prices, **filters)
+    read = {
+        "jobs": analysis.load_jobs,
+        "hyperparameters": analysis.load_hyperparameters,
+        "snapshots": analysis.load_snapshots,
+        "status-history": analysis.load_status_history,
+        "throughput": analysis.throughput,
+        "events": analysis.load_events,
+        "checkpoints": analysis.load_checkpoints,
+        "loss-curves": analysis.loss_curves,
+    }[name]
+    return read(engine, **filters)

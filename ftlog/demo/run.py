@@ -248,7 +248,7 @@ def run_demo(
     span = _simulated_span(jobs, speed)
     planned = span / speed
     interval = max(MIN_POLL_SECONDS, POLL_SIMULATED_SECONDS / speed)
-    with open_store(f"sqlite:///{db_path.resolve()}") as engine:
+    with open_store(f"sqlite:///{db_path.resolve()}", create=True) as engine:
         start = int(time.time() + planned - span)  # the last job ends about now + planned
         specs = [job.spec(start, speed) for job in jobs]
         clock = PacedClock(start, speed, LEAD_SIMULATED_SECONDS)
