@@ -105,6 +105,8 @@ def store_rows(
                 found.append(values)
             rows[name] = sorted(found, key=repr)
     return rows
+
+
 def one_line_error(result: Result, *fragments: str) -> str:
     """The one ``Error:`` line of a command that failed with exit code 2, holding each of
     ``fragments``; no traceback, nothing else."""
