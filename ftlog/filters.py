@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from sqlalchemy import Connection, distinct, select
+from sqlalchemy import Connection, select
 
 from ftlog.models import Job, Source, table
 from ftlog.parse import KNOWN_STATUSES
@@ -42,7 +42,7 @@ def selected_names(
 
 def recorded_models(conn: Connection) -> list[str]:
     return sorted(
-        conn.execute(select(distinct(_jobs.c.model)).where(_jobs.c.model.is_not(None)))
+        conn.execute(select(_jobs.c.model).distinct().where(_jobs.c.model.is_not(None)))
         .scalars()
         .all()
     )
@@ -53,7 +53,7 @@ def recorded_sources(conn: Connection) -> list[str]:
 
 
 def recorded_statuses(conn: Connection) -> list[str]:
-    return sorted(conn.execute(select(distinct(_jobs.c.status))).scalars().all())
+    return sorted(conn.execute(select(_jobs.c.status).distinct()).scalars().all())
 
 
 @dataclass(frozen=True)
