@@ -48,7 +48,12 @@ demo: $(INSTALLED)
 
 # The benchmarks also need the peer they compare ftlog with (dlt: the bench extra).
 $(VENV)/.bench-installed: $(INSTALLED)
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	@uv="$(UV)"; [ -z "$$uv" ] && [ -x $(BIN)/uv ] && uv=$(BIN)/uv; \
+	if [ -n "$$uv" ] && [ "$$uv" != none ]; then \
+		"$$uv" pip install --quiet --python $(BIN)/python -e '.[bench]'; \
+	else \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'; \
+	fi
 	touch $@
 
 bench: $(VENV)/.bench-installed

@@ -31,11 +31,12 @@ from ftlog import store
 from ftlog.client import FineTuningClient, Pager, job_id_problem
 from ftlog.details import collect_details
 from ftlog.errors import APIError, AuthError, NotFound, PayloadError, UsageProblem, shown
-from ftlog.fetching import DEFAULT_CONCURRENCY, Breaker, Progress, fetch_all
+from ftlog.fetching import Breaker, Progress, fetch_all
 from ftlog.notify import Target, deliver_pending
 from ftlog.parse import JobRecord, parse_job
 from ftlog.redact import scrub
 from ftlog.schema import TERMINAL_STATUSES
+from ftlog.settings import DEFAULT_CONCURRENCY
 from ftlog.store import DetailKind, Observation, RunCounts, SaveResult
 
 log = logging.getLogger(__name__)

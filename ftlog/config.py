@@ -17,6 +17,7 @@ file at the default place means "no profiles"; a file named by ``--config`` or
     source = "nebius-prod"
     notify_command = "notify-send ftlog"
     notify_webhook_env = "SLACK_WEBHOOK_URL"
+    concurrency = 4                       # per-job requests in flight (default 8)
 
     [profiles.nebius.prices]              # this profile's own prices, looked up first
     "Qwen/*" = { per_million_tokens = 0.25, currency = "USD" }
@@ -32,10 +33,10 @@ file at the default place means "no profiles"; a file named by ``--config`` or
 
 Every key is optional. Profile keys: ``base_url``, ``api_key_env``, ``api_key``,
 ``project_id``, ``database_url``, ``source``, ``notify_command``, ``notify_webhook_env``,
-``notify_webhook`` (strings) and ``prices`` (a table). Unknown keys and wrong types are
-errors naming the key and the file, so a typo never goes unnoticed. Prices and how a model
-finds its price: :mod:`ftlog.pricing`; a profile's ``prices`` are looked up first, then the
-top-level ``[prices]``.
+``notify_webhook`` (strings), ``concurrency`` (1 to 64) and ``prices`` (a table). Unknown
+keys and wrong types are errors naming the key and the file, so a typo never goes unnoticed.
+Prices and how a model finds its price: :mod:`ftlog.pricing`; a profile's ``prices`` are
+looked up first, then the top-level ``[prices]``.
 
 **Secrets.** The token and the webhook URL are named by the environment variable that holds
 them (``api_key_env``, ``notify_webhook_env``). Writing them in the file (``api_key``,
@@ -95,7 +96,9 @@ _PROFILE_STRINGS = (
     "notify_webhook_env",
     "notify_webhook",
 )
-_PROFILE_KEYS = (*_PROFILE_STRINGS, "prices")
+_PROFILE_INTEGERS = {"concurrency": (1, 64)}
+"""Profile keys that hold a whole number, and its bounds."""
+_PROFILE_KEYS = (*_PROFILE_STRINGS, *_PROFILE_INTEGERS, "prices")
 _SECRET_FIELDS = frozenset({"api_key", "notify_webhook"})
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)(?P<password>[^/@]*)@")
@@ -131,6 +134,7 @@ class Profile:
     notify_command: str | None = None
     notify_webhook_env: str | None = None
     notify_webhook: str | None = None
+    concurrency: int | None = None
     prices: PriceTable = field(default_factory=PriceTable)
 
     def __repr__(self) -> str:
@@ -270,6 +274,7 @@ _OPTION_PARAMETERS = {
     "source": "source",
     "notify_command": "notify_command",
     "notify_webhook": "notify_webhook",
+    "concurrency": "concurrency",
 }
 """Each setting a command option takes, and the option's parameter name."""
 
@@ -348,6 +353,7 @@ def resolve_settings(
     plain("source", None, "(the API host)")
     plain("notify_command", None)
     secret("notify_webhook", "the webhook URL", _webhook(profile, given.get("notify_webhook"), env))
+    plain("concurrency", str(settings.DEFAULT_CONCURRENCY))
 
     prices = profile.prices if profile is not None else config.prices
     if profile is not None and profile.prices is not config.prices:
@@ -445,7 +451,7 @@ def _plain_setting(
     if profile is not None:
         value = getattr(profile, name)
         if value is not None:
-            return value, f"profile {profile.name}"
+            return str(value), f"profile {profile.name}"
     return None, "default"
 
 
@@ -511,9 +517,12 @@ def _parse_profile(origin: str, name: str, raw: Any, prices: PriceTable) -> Prof
     if not isinstance(raw, dict):
         raise UsageProblem(f"{origin}: {where} must be a table ([{where}])")
     _check_keys(origin, f"{where}.", raw, _PROFILE_KEYS)
-    values = {
+    values: dict[str, Any] = {
         key: _string(origin, f"{where}.{key}", raw[key]) for key in _PROFILE_STRINGS if key in raw
     }
+    for key, bounds in _PROFILE_INTEGERS.items():
+        if key in raw:
+            values[key] = _integer(origin, f"{where}.{key}", raw[key], bounds)
     for key in ("api_key_env", "notify_webhook_env"):
         if key in values and not _ENV_NAME.fullmatch(values[key]):
             # Not echoed: it may be the secret itself, pasted in the wrong key.
@@ -545,6 +554,15 @@ def _check_keys(origin: str, prefix: str, table: dict[str, Any], known: tuple[st
         close = difflib.get_close_matches(key, known, n=1)
         hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}"
         raise UsageProblem(f"{origin}: unknown key {prefix}{toml_key(key)} ({hint})")
+
+
+def _integer(origin: str, where: str, value: Any, bounds: tuple[int, int]) -> int:
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UsageProblem(
+            f"{origin}: {where} must be a whole number from {low} to {high}, not {value!r}"
+        )
+    return value
 
 
 def _string(origin: str, where: str, value: Any) -> str:

@@ -13,9 +13,6 @@ from typing import Protocol, TypeVar
 
 from ftlog.errors import APIError, PayloadError
 
-DEFAULT_CONCURRENCY = 8
-"""Requests in flight at once by default: fast on a real network, gentle on an API."""
-
 T = TypeVar("T")
 R = TypeVar("R")
 

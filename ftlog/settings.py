@@ -38,6 +38,9 @@ VARIABLES = (DATABASE_URL, BASE_URL, API_KEY, NEBIUS_API_KEY, CONFIG, PROFILE, N
 """Every variable ftlog reads (tests clear them all)."""
 
 DEFAULT_BASE_URL = "https://api.studio.nebius.com/v1"
+DEFAULT_CONCURRENCY = 8
+"""Per-job requests in flight at once (``--concurrency``): fast on a real network, gentle on
+an API."""
 
 
 def env(name: str) -> str | None:

@@ -306,7 +306,17 @@ def test_option_defaults_are_keyed_by_parameter_name(profile_config: Path) -> No
         "base_url": "https://profile.example/v1",
         "db_url": "sqlite:///profile.db",
         "project_id": "project-p",
+        "concurrency": "8",
     }
+
+
+def test_a_profile_sets_the_concurrency_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    good = write(tmp_path / "good.toml", '[profiles.p]\nconcurrency = 3\n')
+    assert resolve_settings(load_config(good), "p", {}).option_defaults()["concurrency"] == "3"
+    for bad in ("0", "65", '"4"', "2.5", "true"):
+        path = write(tmp_path / "bad.toml", f"[profiles.p]\nconcurrency = {bad}\n")
+        with pytest.raises(UsageProblem, match="concurrency must be a whole number from 1 to 64"):
+            load_config(path)
 
 
 def test_without_a_profile_the_builtin_defaults_apply(tmp_path: Path) -> None:
@@ -619,6 +629,7 @@ def test_resolved_settings_reports_command_line_values(config_file: Path) -> Non
         "source",
         "notify_command",
         "notify_webhook",
+        "concurrency",
         "prices",
     ]
 

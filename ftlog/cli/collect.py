@@ -189,11 +189,12 @@ def _interruptible(command: str) -> Iterator[None]:
 concurrency_option = click.option(
     "--concurrency",
     type=click.IntRange(1, 64),
-    default=8,
+    default=settings.DEFAULT_CONCURRENCY,
     show_default=True,
     metavar="N",
     help="Per-job requests (refreshing unfinished jobs, events, checkpoints) in flight at "
-    "once. The API's rate limits are honoured across all of them.",
+    "once; a profile's concurrency key sets it too. The API's rate limits are honoured "
+    "across all of them.",
 )
 
 
