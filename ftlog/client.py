@@ -208,13 +208,6 @@ class _Secret:
         return "<secret>"
 
 
-def resolve_api_key(explicit: str | None) -> str | None:
-    """The token: ``explicit`` (e.g. ``--api-key``) if given, else FTLOG_API_KEY, NEBIUS_API_KEY."""
-    if explicit is not None and explicit.strip():
-        return explicit.strip()
-    return settings.api_key_from_env()
-
-
 class FineTuningClient:
     """A keep-alive HTTP session with the fine-tuning API. Use it as a context manager.
 

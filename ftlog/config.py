@@ -159,10 +159,19 @@ class Profile:
         Raises :class:`AuthError` when this profile names a variable that is not set and has
         no ``api_key``: falling back to the global variables could send another API's token.
         """
-        found = _api_key(self, explicit, _environ(environ))
-        if found.unset is not None:
-            raise AuthError(f"no API key: {found.problem('the token')}")
-        return found.value
+        return resolve_api_key(self, explicit, environ)
+
+
+def resolve_api_key(
+    profile: Profile | None, explicit: str | None, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The token, in the one order every command uses: ``explicit`` (``--api-key``), else the
+    profile's (see :meth:`Profile.resolve_api_key`), else ``$FTLOG_API_KEY``, else
+    ``$NEBIUS_API_KEY``; None when none is set."""
+    found = _api_key(profile, explicit, _environ(environ))
+    if found.unset is not None:
+        raise AuthError(f"no API key: {found.problem('the token')}")
+    return found.value
 
 
 @dataclass(frozen=True)

@@ -63,15 +63,6 @@ def default_config_path() -> Path:
     return user_config_path("ftlog", appauthor=False) / "config.toml"
 
 
-def api_key_from_env() -> str | None:
-    """The token from the first of FTLOG_API_KEY, NEBIUS_API_KEY that is set."""
-    for name in API_KEY_VARIABLES:
-        value = env(name)
-        if value:
-            return value
-    return None
-
-
 def default_database_url() -> str:
     """The embedded store's URL."""
     return f"sqlite:///{default_database_path()}"

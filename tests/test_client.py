@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from ftlog import __version__
-from ftlog.client import FineTuningClient, JobPage, RetryPolicy, resolve_api_key
+from ftlog.client import FineTuningClient, JobPage, RetryPolicy
 from ftlog.errors import APIError, AuthError, NotFound, PayloadError, UsageProblem
 
 TOKEN = "sk-test-SECRET-7f3a9c1e"
@@ -622,18 +622,6 @@ def test_context_manager_closes_the_session(make_client: MakeClient) -> None:
         client.get_job("a")
     with pytest.raises(RuntimeError):
         client.get_job("a")
-
-
-def test_resolve_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("FTLOG_API_KEY", raising=False)
-    monkeypatch.delenv("NEBIUS_API_KEY", raising=False)
-    assert resolve_api_key(None) is None
-    monkeypatch.setenv("NEBIUS_API_KEY", "from-nebius")
-    assert resolve_api_key(None) == "from-nebius"
-    monkeypatch.setenv("FTLOG_API_KEY", "from-ftlog")
-    assert resolve_api_key(None) == "from-ftlog"
-    assert resolve_api_key("  explicit ") == "explicit"
-    assert resolve_api_key("") == "from-ftlog"
 
 
 # -- the token never leaks ---------------------------------------------------------------------

@@ -13,7 +13,15 @@ from click.testing import CliRunner
 from ftlog.cli import FtlogGroup
 from ftlog.cli import config as cli_config
 from ftlog.cli.options import current_profile, db_option
-from ftlog.config import Config, Profile, load_config, masked, masked_url, resolve_settings
+from ftlog.config import (
+    Config,
+    Profile,
+    load_config,
+    masked,
+    masked_url,
+    resolve_api_key,
+    resolve_settings,
+)
 from ftlog.errors import AuthError, UsageProblem
 from ftlog.pricing import Price
 
@@ -311,7 +319,7 @@ def test_option_defaults_are_keyed_by_parameter_name(profile_config: Path) -> No
 
 
 def test_a_profile_sets_the_concurrency_and_a_bad_one_is_refused(tmp_path: Path) -> None:
-    good = write(tmp_path / "good.toml", '[profiles.p]\nconcurrency = 3\n')
+    good = write(tmp_path / "good.toml", "[profiles.p]\nconcurrency = 3\n")
     assert resolve_settings(load_config(good), "p", {}).option_defaults()["concurrency"] == "3"
     for bad in ("0", "65", '"4"', "2.5", "true"):
         path = write(tmp_path / "bad.toml", f"[profiles.p]\nconcurrency = {bad}\n")
@@ -645,3 +653,12 @@ def test_the_config_command_module_imports_only_click() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_without_a_profile_the_token_comes_from_the_option_then_the_variables() -> None:
+    assert resolve_api_key(None, None, {}) is None
+    assert resolve_api_key(None, None, {"NEBIUS_API_KEY": "from-nebius"}) == "from-nebius"
+    both = {"NEBIUS_API_KEY": "from-nebius", "FTLOG_API_KEY": "from-ftlog"}
+    assert resolve_api_key(None, None, both) == "from-ftlog"
+    assert resolve_api_key(None, "  explicit ", both) == "explicit"
+    assert resolve_api_key(None, "", both) == "from-ftlog"

@@ -113,10 +113,10 @@ def _client(
     base_url: str | None, api_key: str | None, project_id: str | None
 ) -> Iterator[FineTuningClient]:
     """A client for the API, its token from --api-key, the profile, or the environment."""
-    from ftlog.client import FineTuningClient, resolve_api_key
+    from ftlog.client import FineTuningClient
+    from ftlog.config import resolve_api_key
 
-    profile = current_profile()
-    token = profile.resolve_api_key(api_key) if profile else resolve_api_key(api_key)
+    token = resolve_api_key(current_profile(), api_key)
     with FineTuningClient(base_url, token, project_id) as client:
         yield client
 
@@ -319,12 +319,11 @@ def ingest(
 
 def _known_token() -> str | None:
     """The token, if one is configured (ingest needs none, but scrubs it when known)."""
-    from ftlog.client import resolve_api_key
+    from ftlog.config import resolve_api_key
     from ftlog.errors import AuthError
 
-    profile = current_profile()
     try:
-        return profile.resolve_api_key(None) if profile else resolve_api_key(None)
+        return resolve_api_key(current_profile(), None)
     except AuthError:
         return None
 
