@@ -290,6 +290,8 @@ def _format_column(column: pd.Series, max_width: int, name: str = "") -> tuple[p
         text, right = column.astype("float64").map(format_money, na_action="ignore"), True
     elif numeric and name.endswith(("_loss", "_accuracy")):
         text, right = column.astype("float64").map("{:.4f}".format, na_action="ignore"), True
+    elif pd.api.types.is_integer_dtype(column.dtype):
+        text, right = column.map("{:,}".format, na_action="ignore"), True  # exact, any size
     elif numeric:
         rate = name.endswith("_per_s")
         text, right = _format_numbers(column.astype("float64"), whole_as_int=not rate), True
@@ -317,7 +319,8 @@ def _shorten(text: pd.Series, max_width: int) -> pd.Series:
 def _format_numbers(values: pd.Series, *, whole_as_int: bool = True) -> pd.Series:
     values = values.where(np.isfinite(values))
     finite = values.dropna()
-    if finite.empty or (whole_as_int and (finite == finite.round()).all()):
+    exact = finite.abs().max() < 2.0**53  # beyond, "whole" floats only look whole
+    if finite.empty or (whole_as_int and exact and (finite == finite.round()).all()):
         return values.round().astype("Int64").astype(str).str.replace(_THOUSANDS, ",", regex=True)
     if finite.abs().max() < 1:
         return values.map(compact_number, na_action="ignore")

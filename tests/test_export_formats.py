@@ -20,6 +20,7 @@ from ftlog import settings
 from ftlog.cli import main
 from ftlog.simulator import make_jobs
 from tests.helpers import T0, TOKEN
+from tests.hostile import job
 
 
 def cli(*args: str) -> Result:
@@ -135,3 +136,55 @@ def test_one_format_vocabulary(store: str) -> None:
         assert isinstance(array, list) and len(array) == len(lines), command
     assert cli("export", "jobs", "--format", "table", "--db", store).exit_code == 2
     assert cli("jobs", "--format", "xml", "--db", store).exit_code == 2
+
+
+HUGE_TOKENS = {"ftjob-max": 2**63 - 1, "ftjob-odd": 2**53 + 1, "ftjob-null": None}
+
+
+def ingest_huge_tokens(db_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(job(job_id, trained_tokens=tokens)) + "\n"
+            for job_id, tokens in HUGE_TOKENS.items()
+        )
+    )
+    ingested = CliRunner().invoke(main, ["ingest", str(path), "--db", db_url])
+    assert ingested.exit_code == 0, ingested.output
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_integers_beyond_float_precision_export_exactly_beside_nulls(
+    db_url: str, tmp_path: Path, fmt: str
+) -> None:
+    """int64's maximum and 2**53 + 1 stay exact when another job's value is NULL (pandas
+    would read the column as float64: the first does not cast back, the second reads 2**53)."""
+    values = HUGE_TOKENS
+    ingest_huge_tokens(db_url, tmp_path)
+    result = CliRunner().invoke(main, ["export", "jobs", "--format", fmt, "--db", db_url])
+    assert result.exit_code == 0, result.output
+    if fmt == "json":
+        exported = {r["job_id"]: r["trained_tokens"] for r in json.loads(result.stdout)}
+    else:
+        rows = csv.DictReader(io.StringIO(result.stdout))
+        exported = {
+            r["job_id"]: int(r["trained_tokens"]) if r["trained_tokens"] else None for r in rows
+        }
+    assert exported == values
+
+
+def test_tables_show_huge_integers_exactly_and_never_a_wrapped_sum(
+    db_url: str, tmp_path: Path
+) -> None:
+    ingest_huge_tokens(db_url, tmp_path)
+    listed = cli("jobs", "--db", db_url)
+    assert listed.exit_code == 0, listed.output
+    assert "9,223,372,036,854,775,807" in listed.output
+    assert "9,007,199,254,740,993" in listed.output
+    shown = cli("show", "ftjob-odd", "--db", db_url)
+    assert "9,007,199,254,740,993" in shown.output
+    # int64's maximum + 2**53 + 1 does not fit int64: the total is unknown, never negative.
+    costs = cli("cost", "--format", "json", "--db", db_url)
+    assert costs.exit_code == 0, costs.output
+    (row,) = json.loads(costs.stdout)
+    assert row["jobs"] == 3 and row["trained_tokens"] is None

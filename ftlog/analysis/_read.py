@@ -182,12 +182,23 @@ def fetch(
     finally:
         result.close()
     frame = pd.DataFrame.from_records(rows, columns=names)
+    for position, name in enumerate(names):
+        if name not in TIME_COLUMNS and _beyond_float_precision(frame[name]):
+            frame[name] = pd.Series([row[position] for row in rows], dtype=object)
     for name in frame.columns.intersection(list(TIME_COLUMNS)):
         values = frame[name]
         if values.dtype.kind not in "iuf":
             values = to_us(pd.to_datetime(values, format="ISO8601", utc=True))
         frame[name] = values.to_numpy(dtype="float64", na_value=np.nan)
     return frame
+
+
+def _beyond_float_precision(values: pd.Series) -> bool:
+    """Whether pandas read an integer column holding NULLs as float64 and lost digits: an
+    integer beyond 2**53 (2**53 + 1 would read as 2**53, int64's maximum would not cast back)."""
+    if values.dtype != np.float64 or not values.hasnans:
+        return False
+    return bool(values.abs().max() >= 2.0**53)  # max skips NaN; all NaN gives NaN
 
 
 TIME_COLUMNS = frozenset(

@@ -16,9 +16,10 @@ the tokens it trained before it failed.
 
 from __future__ import annotations
 
-from typing import Literal, Unpack
+from typing import Any, Literal, Unpack
 
 import pandas as pd
+from pandas.api.typing import SeriesGroupBy
 
 from ftlog.analysis._read import Filters, Kind, StoreLike, columns, public, reading
 from ftlog.pricing import PriceTable, estimate_costs
@@ -29,6 +30,14 @@ COST_TOTAL_COLUMNS = columns(
     "currency jobs:int priced_jobs:int unpriced_jobs:int trained_tokens:int estimated_cost:float"
 )
 """The columns of :func:`cost_totals` after the group's own (``model``, ``source`` or ``day``)."""
+
+
+def int_sum(values: SeriesGroupBy[Any, Any]) -> pd.Series:
+    """Each group's sum of integers (NA if none), and NA where it would not fit int64:
+    pandas' own integer sum wraps around silently (int64's maximum plus 1 is negative)."""
+    exact = values.sum(min_count=1)
+    approx = values.apply(lambda group: group.astype("float64").sum())
+    return exact.where(approx.abs() < 2.0**63)
 
 
 def job_costs(jobs: pd.DataFrame, prices: PriceTable | None) -> pd.DataFrame:
@@ -79,7 +88,7 @@ def cost_totals(
         {
             "jobs": groups.size(),
             "priced_jobs": groups["priced"].sum(),
-            "trained_tokens": groups["trained_tokens"].sum(min_count=1),
+            "trained_tokens": int_sum(groups["trained_tokens"]),
             "estimated_cost": groups["estimated_cost"].sum(min_count=1),
         }
     ).reset_index()
@@ -94,7 +103,7 @@ def currency_totals(totals: pd.DataFrame) -> pd.DataFrame:
     groups = totals.groupby("currency", dropna=False, sort=True)
     summed = pd.DataFrame(
         {
-            name: groups[name].sum(min_count=1)
+            name: int_sum(groups[name])
             for name in ("jobs", "priced_jobs", "unpriced_jobs", "trained_tokens")
         }
     )
