@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.harness import Figure, Settings, log, run_child
+from benchmarks.harness import Figure, Settings, caching_environment, log, run_child
 
 TARGET = 1.5
 HEAVY = ("pandas", "matplotlib", "alembic", "sqlalchemy", "httpx", "numpy")
@@ -91,7 +91,9 @@ def _hyperfine(commands: dict[str, list[str]], runs: int) -> dict[str, float] | 
         args = ["hyperfine", "-N", "--warmup", "3", "--runs", str(runs), "--style", "none"]
         args += ["--export-json", str(export)]
         args += [subprocess.list2cmdline(cmd) for cmd in commands.values()]
-        done = subprocess.run(args, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            args, capture_output=True, text=True, check=False, env=caching_environment()
+        )
         if done.returncode != 0:
             log(f"hyperfine failed ({done.stderr.strip()[:200]}); timing in a loop instead")
             return None
