@@ -42,13 +42,17 @@ from ftlog.errors import (
     shown,
     shown_text,
 )
-from ftlog.redact import REDACTED, scrub
+from ftlog.parse import load_json
+from ftlog.redact import REDACTED, scrub, secret_forms
 
 logger = logging.getLogger("ftlog.client")
 
 USER_AGENT = f"ftlog/{__version__}"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0)
 """Connect, read, write and pool timeouts, in seconds, for every request."""
+BODY_DEADLINE_FACTOR = 4
+"""A response's whole body must arrive within this many read timeouts: httpx's timeouts
+bound each socket read, so a body dripped in byte by byte would hold a run forever."""
 MAX_PAGE_LIMIT = 100
 """The largest page Nebius serves."""
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -255,6 +259,8 @@ class FineTuningClient:
         self._sleep = sleep
         self._clock = clock
         self._pause = _Pause(clock, sleep)
+        read_timeout = timeout.read if isinstance(timeout, httpx.Timeout) else timeout
+        self._body_deadline = None if read_timeout is None else read_timeout * BODY_DEADLINE_FACTOR
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={
@@ -346,18 +352,17 @@ class FineTuningClient:
         job_id: str,
         kind: Literal["events", "checkpoints"],
         newest_known_id: str | None,
-        newest_known_created_at: float | None = None,
         *,
         limit: int = MAX_PAGE_LIMIT,
     ) -> NewItems:
         """The job's events (or checkpoints) newer than the newest one already stored,
         **oldest first**.
 
-        Pages from the newest and stops, without requesting another page, at the first item
-        whose id is ``newest_known_id`` or whose ``created_at`` is older than
-        ``newest_known_created_at``; that item and everything older are left out. Items with
-        the same ``created_at`` but another id are kept (the store deduplicates by id). With
-        neither bound, every item is returned.
+        Pages from the newest and stops, without requesting another page, at the item whose
+        id is ``newest_known_id``; it and everything older are left out. Times are not used:
+        an emitter whose clock runs behind or ahead would hide new items. Without that id
+        (or when it is gone from the API) every item is returned; the store keeps each id
+        once.
 
         Oldest first means that a caller saving items as they come, and interrupted, never
         leaves a gap behind its newest stored item (which the next run would take as
@@ -368,7 +373,7 @@ class FineTuningClient:
         new: list[Any] = []
         for page in pages:
             for item in page.jobs:
-                if _is_known(item, newest_known_id, newest_known_created_at):
+                if _has_id(item, newest_known_id):
                     return NewItems(new[::-1], complete=True)
                 new.append(item)
         return NewItems(new[::-1], complete=pages.problem is None, problem=pages.problem)
@@ -419,7 +424,7 @@ class FineTuningClient:
                 self.request_count += 1
             response: httpx.Response | None = None
             try:
-                response = self._http.get(path, params=params)
+                response = self._send(path, params)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as err:
                 failure = f"{type(err).__name__}: {self._one_line(str(err)) or 'no detail'}"
                 advice = "could not reach the API; check the network and the base URL"
@@ -464,6 +469,34 @@ class FineTuningClient:
             else:
                 self._sleep(delay)
 
+    def _send(self, path: str, params: dict[str, str | int]) -> httpx.Response:
+        """GET ``path``, the body read within ``_body_deadline`` seconds (ReadTimeout if not)."""
+        request = self._http.build_request("GET", path, params=params)
+        response = self._http.send(request, stream=True)
+        try:
+            if self._body_deadline is None or response.is_stream_consumed:
+                response.read()  # (consumed already: a transport that read it, as in tests)
+                return response
+            deadline = time.monotonic() + self._body_deadline
+            raw = bytearray()
+            for chunk in response.iter_raw():
+                raw += chunk
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(
+                        f"the body took over {self._body_deadline:g} s to arrive", request=request
+                    )
+        finally:
+            response.close()
+        whole = httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=httpx.ByteStream(bytes(raw)),
+            request=request,
+            extensions=response.extensions,
+        )
+        whole.read()  # decodes as the headers say (gzip, say), as httpx would have
+        return whole
+
     def _note_rate_limit(self, response: httpx.Response) -> None:
         """Pause every request until the window resets when the API says none are left
         (``x-ratelimit-remaining-requests: 0``, ``x-ratelimit-reset-requests: 1.5s``)."""
@@ -479,7 +512,8 @@ class FineTuningClient:
         it back); ValueError with a short reason when it is not JSON."""
         body = _decode(response)
         token = self._token.reveal()
-        if token.encode() in response.content or b"\\" in response.content:
+        content = response.content
+        if b"\\" in content or any(f.encode() in content for f in secret_forms([token])):
             body = scrub(body, [token])
         return body
 
@@ -504,7 +538,7 @@ class FineTuningClient:
     def _api_message(self, response: httpx.Response) -> str:
         """The API's own error message, on one line, without the token."""
         try:
-            body = json.loads(response.content)
+            body = load_json(response.content)
         except ValueError:
             return ""
         message: Any = None
@@ -568,7 +602,7 @@ def _job_path(job_id: str) -> str:
 def _decode(response: httpx.Response) -> Any:
     """The JSON body; ValueError with a short reason when it is not JSON."""
     try:
-        return json.loads(response.content)
+        return load_json(response.content)
     except json.JSONDecodeError as err:
         kind = response.headers.get("content-type", "no content-type").split(";")[0]
         raise ValueError(
@@ -577,6 +611,8 @@ def _decode(response: httpx.Response) -> Any:
         ) from None
     except UnicodeDecodeError:
         raise ValueError("the body is not UTF-8 text") from None
+    except ValueError as err:  # nesting too deep, an integer of more digits than ftlog reads
+        raise ValueError(str(err)) from None
 
 
 def _parse_page(path: str, body: Any) -> _Page:
@@ -599,18 +635,8 @@ def _parse_page(path: str, body: Any) -> _Page:
     )
 
 
-def _is_known(item: Any, known_id: str | None, known_created_at: float | None) -> bool:
-    if not isinstance(item, dict):
-        return False
-    if known_id is not None and item.get("id") == known_id:
-        return True
-    created_at = item.get("created_at")
-    return (
-        known_created_at is not None
-        and isinstance(created_at, int | float)
-        and not isinstance(created_at, bool)
-        and created_at < known_created_at
-    )
+def _has_id(item: Any, item_id: str | None) -> bool:
+    return item_id is not None and isinstance(item, dict) and item.get("id") == item_id
 
 
 def _retry_after(response: httpx.Response | None, cap: float) -> float | None:

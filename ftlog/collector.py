@@ -33,7 +33,7 @@ from ftlog.details import collect_details
 from ftlog.errors import APIError, AuthError, NotFound, PayloadError, UsageProblem, shown
 from ftlog.fetching import Breaker, Progress, fetch_all
 from ftlog.notify import Target, deliver_pending
-from ftlog.parse import JobRecord, parse_job
+from ftlog.parse import JobRecord, load_json, parse_job
 from ftlog.redact import scrub
 from ftlog.schema import TERMINAL_STATUSES
 from ftlog.settings import DEFAULT_CONCURRENCY
@@ -215,6 +215,11 @@ def snapshot(
     except KeyboardInterrupt as err:
         _interrupted(run.summary, engine, err)
         raise
+    except Exception as err:
+        # A database error, say: the caller reports it; the run's row must not say 'ok'.
+        run.summary.fatal = True
+        _report(run.summary, str(err).strip().split("\n", 1)[0] or type(err).__name__)
+        raise
     finally:
         run.summary.requests = client.request_count
         _finish_run(engine, run_id, run.summary, started)
@@ -274,6 +279,7 @@ class _Run:
         pager = self.client.job_pages(PAGE_SIZE)
         if self.progress is not None:
             self.progress.start("listing jobs", None)
+        errors_before = len(self.summary.errors)
         pages = _prefetched(pager, self.now) if expect_all else _listed(pager, self.now)
         for listed in pages:
             records = listed.records
@@ -297,7 +303,11 @@ class _Run:
                 log.debug("reached jobs known finished and unchanged; the rest is up to date")
                 self.summary.list_completed = True
                 return covered
-        self.summary.list_completed = pager.complete
+        # A job that could not be parsed or saved was not recorded: a listing that lost one
+        # is not complete, so the next run pages to it again instead of stopping at an older
+        # finished job.
+        lost_jobs = len(self.summary.errors) > errors_before
+        self.summary.list_completed = pager.complete and not lost_jobs
         if pager.problem:
             _report(
                 self.summary,
@@ -360,10 +370,11 @@ def _finish_run(engine: Engine, run_id: int, summary: RunSummary, started: float
     try:
         store.finish_run(engine, run_id, summary.counts())
     except DBAPIError:
-        if summary.interrupted_by is None:
+        if summary.interrupted_by is None and not summary.fatal:
             raise
-        # Stopping is what was asked: the run's row stays 'running', which says as much.
-        log.warning("could not record the interrupted run's end", exc_info=True)
+        # The run stopped (a signal, or an error being raised): its row stays 'running',
+        # which says as much, and the error that stopped it is the one to report.
+        log.warning("could not record the end of the run", exc_info=True)
 
 
 def _is_settled(record: JobRecord, stored: store.StoredJob | None, listed_before: datetime) -> bool:
@@ -444,18 +455,27 @@ def _now() -> datetime:
 # --- ingest -------------------------------------------------------------------------------
 
 
-def read_job_objects(text: str, name: str) -> list[Any]:
-    """Job objects from saved JSON: one object, a list response, an array, or JSON lines.
+def read_job_objects(data: bytes | str, name: str) -> list[Any]:
+    """Job objects from saved JSON (UTF-8, with or without a BOM): one object, a list
+    response, an array, or JSON lines.
 
     Raises UsageProblem naming the file when it is none of these.
     """
+    try:
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        raise UsageProblem(
+            f"{name}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8"
+        ) from None
     stripped = text.strip()
     if not stripped:
         return []
     try:
-        document = json.loads(stripped)
+        document = load_json(stripped)
     except json.JSONDecodeError:
         return _json_lines(stripped, name)
+    except ValueError as err:
+        raise UsageProblem(f"{name}: {err}") from None
     if isinstance(document, list):
         return document
     if isinstance(document, dict) and isinstance(document.get("data"), list):
@@ -469,12 +489,14 @@ def _json_lines(text: str, name: str) -> list[Any]:
         if not line.strip():
             continue
         try:
-            objects.append(json.loads(line))
+            objects.append(load_json(line))
         except json.JSONDecodeError as err:
             raise UsageProblem(
                 f"{name}: line {number} is not JSON ({err.msg}); give a job object, a list "
                 "response, a JSON array or JSON lines"
             ) from None
+        except ValueError as err:
+            raise UsageProblem(f"{name}: line {number}: {err}") from None
     return objects
 
 

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 LOCK_TIMEOUT_S = 60
 """How long a writer waits for another (an overlapping cron run) before giving up (exit 75)."""
 SQLITE_BUSY_TIMEOUT_MS = LOCK_TIMEOUT_S * 1000
+SCHEMA_LOCK = 0x66746C6F67  # "ftlog": the Postgres advisory lock that migrations hold
 
 
 def resolve_url(db: str | None) -> str:
@@ -40,6 +41,13 @@ def resolve_url(db: str | None) -> str:
     if "://" not in value:
         return f"sqlite:///{Path(value).expanduser().resolve()}"
     return value
+
+
+def _is_sqlite(url: str) -> bool:
+    try:
+        return make_url(url).get_backend_name() == "sqlite"
+    except ArgumentError:
+        return False
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -292,15 +300,22 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
     """A transaction for a migration. On SQLite, foreign keys are off during it: a migration
     rebuilds a table by copying it and dropping the original (alembic's batch mode), and with
     them on, dropping ``jobs`` would cascade to every row that refers to it. They are
-    checked once it committed."""
+    checked once it committed.
+
+    Migrations run one at a time: the transaction takes the write lock (SQLite) or an
+    advisory lock (Postgres) first, so runs that start together on a new store wait for the
+    first to create the schema, and alembic then finds it at head."""
     with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
         if sqlite:
             # On the driver's connection: through SQLAlchemy it would start a transaction,
             # inside which SQLite ignores this pragma.
             conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+            conn.execution_options(sqlite_begin="IMMEDIATE")
         try:
             with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
                 yield conn
             if sqlite:
                 broken = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
@@ -440,6 +455,11 @@ def store_engine(db: str | None, *, create: bool = False) -> Iterator[Engine]:
     """
     url = resolve_url(db)
     path = sqlite_file(url)
+    if path is None and _is_sqlite(url):
+        raise StoreError(
+            f"{masked_url(url)} is an in-memory database: it keeps nothing once ftlog exits; "
+            "give a file (--db ftlog.db) or a Postgres URL"
+        )
     if path is not None and not path.exists():
         if not create:
             raise StoreError(

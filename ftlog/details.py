@@ -195,8 +195,7 @@ class _Fetched:
 
 
 def _fetch(client: FineTuningClient, kind: DetailKind, target: DetailTarget) -> _Fetched:
-    known_at = target.newest_created_at.timestamp() if target.newest_created_at else None
-    new = client.new_items(target.job_id, kind, target.newest_id, known_at, limit=PAGE_SIZE)
+    new = client.new_items(target.job_id, kind, target.newest_id, limit=PAGE_SIZE)
     parse: Callable[[Any, str], EventRecord | CheckpointRecord] = (
         parse_event if kind == "events" else parse_checkpoint
     )

@@ -38,6 +38,7 @@ import pandas as pd
 
 from ftlog.errors import UsageProblem
 from ftlog.formats import FILE_FORMATS, SUFFIXES, FileFormat
+from ftlog.parse import load_json
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 """Leading characters that make a spreadsheet evaluate a cell (OWASP)."""
@@ -178,7 +179,7 @@ def _records(frame: pd.DataFrame, json_columns: Collection[str] = ()) -> list[di
     JSON text of ``json_columns`` parsed."""
     plain = _plain(frame)
     for name in set(json_columns) & set(plain.columns):
-        plain[name] = plain[name].astype(object).map(json.loads, na_action="ignore")
+        plain[name] = plain[name].astype(object).map(load_json, na_action="ignore")
     nullable = plain.astype(object).where(plain.notna(), None)
     return nullable.to_dict(orient="records")  # type: ignore[return-value]
 

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import re
+import sys
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -113,6 +114,29 @@ class JobRecord:
     """Values the typed fields could not hold (kept only in ``body``), one phrase each."""
 
 
+MAX_INT_DIGITS = 100_000
+"""The longest integer ftlog reads or writes as JSON. Python stops at 4,300 digits by default
+(converting more costs time quadratic in the length); an API may send more in one value, and
+that must cost neither the job (its raw payload keeps the value) nor, least of all, its page."""
+
+
+def load_json(data: str | bytes) -> Any:
+    """``json.loads`` for what the API or a user gives ftlog: integers up to
+    ``MAX_INT_DIGITS`` digits, and ValueError (not RecursionError) for nesting deeper than
+    Python can follow."""
+    _allow_long_integers()
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+
+
+def _allow_long_integers() -> None:
+    limit = sys.get_int_max_str_digits()
+    if 0 < limit < MAX_INT_DIGITS:
+        sys.set_int_max_str_digits(MAX_INT_DIGITS)
+
+
 def canonical_json(obj: Any) -> str:
     """The object as compact JSON with sorted keys: the same content always hashes the same.
 
@@ -120,6 +144,7 @@ def canonical_json(obj: Any) -> str:
     ``\\uXXXX`` escape (so the text is valid UTF-8), NaN and Infinity as Python writes them,
     integers of any size exactly, control characters (NUL included) escaped.
     """
+    _allow_long_integers()
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     if not text.isascii() and _SURROGATE.search(text):
         text = _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
@@ -137,7 +162,10 @@ def parse_job(obj: Any) -> JobRecord:
     job_id = obj.get("id")
     if not isinstance(job_id, str) or not job_id.strip():
         raise PayloadError(None, "'id' is missing or not a string")
-    body = canonical_json(obj)
+    try:
+        body = canonical_json(obj)
+    except RecursionError:
+        raise PayloadError(job_id, "nested too deeply to keep") from None
     reader = _Reader(clean=_is_clean(body))
     try:
         problem = reader.unstorable(job_id, indexed=True)

@@ -385,15 +385,16 @@ def test_new_events_of_a_listing_that_breaks_are_kept_and_flagged(make_client: M
     assert len(seen) == 2
 
 
-def test_new_checkpoints_stop_at_an_older_created_at(make_client: MakeClient) -> None:
-    # The stored newest checkpoint is gone from the API: its timestamp still bounds the paging.
+def test_new_items_never_stop_on_a_time_only_on_the_known_id(make_client: MakeClient) -> None:
+    # The stored newest checkpoint is gone from the API: every item is new to this fetch (the
+    # store keeps each id once); times bound nothing, a skewed clock would hide new items.
     seen: list[httpx.Request] = []
-    items = [{"id": f"ck-{n}", "created_at": 100 - n} for n in range(10)]
+    items = [{"id": f"ck-{n}", "created_at": 100 - n} for n in range(5)]
     client = make_client(paged(items, seen))
 
-    new = client.new_items("ftjob-1", "checkpoints", "ck-gone", 97, limit=2).items
+    new = client.new_items("ftjob-1", "checkpoints", "ck-gone", limit=2).items
 
-    assert [c["id"] for c in new] == ["ck-3", "ck-2", "ck-1", "ck-0"]  # 97 itself may be new
+    assert [c["id"] for c in new] == ["ck-4", "ck-3", "ck-2", "ck-1", "ck-0"]
     assert client.request_count == 3
     assert {r.url.path for r in seen} == {"/v1/fine_tuning/jobs/ftjob-1/checkpoints"}
 

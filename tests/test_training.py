@@ -186,7 +186,7 @@ def save_details(
 ) -> None:
     with engine.connect() as conn:
         pk, sha = conn.execute(select(Job.id, Job.payload_sha256).where(Job.job_id == job_id)).one()
-    target = store.DetailTarget(pk, job_id, sha, None, None)
+    target = store.DetailTarget(pk, job_id, sha, None)
     events_found = [parse_event(e, job_id) for e in events]
     ckpts_found = [parse_checkpoint(c, job_id) for c in ckpts]
     store.save_details(engine, "events", [store.FetchedDetails(target, events_found)])

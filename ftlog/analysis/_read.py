@@ -7,7 +7,6 @@ made public (:func:`public`), which gives every column its documented dtype.
 
 from __future__ import annotations
 
-import json
 import typing
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -42,7 +41,7 @@ from ftlog.models import (
     UTCDateTime,
     table,
 )
-from ftlog.parse import canonical_json
+from ftlog.parse import canonical_json, load_json
 from ftlog.times import TimeError, to_utc
 
 StoreLike = str | Engine | None
@@ -304,12 +303,12 @@ def canonical(value: Any) -> str | None:
     None for SQL NULL and JSON null."""
     if not isinstance(value, str | dict | list) and pd.isna(value):
         return None  # SQL NULL, as the frame holds it (None, NaN or NA)
-    parsed = json.loads(value) if isinstance(value, str) else value
+    parsed = load_json(value) if isinstance(value, str) else value
     return None if parsed is None else canonical_json(parsed)
 
 
 def json_object(text: Any) -> dict[str, Any]:
-    value = json.loads(str(text))
+    value = load_json(str(text))
     return value if isinstance(value, dict) else {}
 
 

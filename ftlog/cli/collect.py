@@ -269,7 +269,7 @@ def _check_job_ids(job_ids: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=click.File("r"))
+@click.argument("files", nargs=-1, required=True, type=click.File("rb"))
 @click.option(
     "--observed-at",
     type=TIME,
@@ -308,7 +308,7 @@ def ingest(
 
     objects: list[Any] = []
     for file in files:
-        objects.extend(read_job_objects(file.read(), file.name))
+        objects.extend(read_job_objects(file.read(), getattr(file, "name", "<stdin>")))
     secrets = [token] if (token := _known_token()) else []
     with open_store(db_url, create=True) as engine:
         source_id = _source_id(engine, source, base_url or DEFAULT_BASE_URL)

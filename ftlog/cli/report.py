@@ -15,6 +15,7 @@ import click
 
 from ftlog.cli.options import TIME, TIME_EXAMPLES, chosen_prices, db_option, prices_option
 from ftlog.formats import FORMATS
+from ftlog.parse import load_json
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -350,16 +351,15 @@ def _present(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json_ready(report: dict[str, Any]) -> dict[str, Any]:
-    import json
 
     from ftlog import export
 
     nested = _json_columns()
     return {
-        name: json.loads(export.to_json_records(section, nested))
+        name: load_json(export.to_json_records(section, nested))
         if not isinstance(section, dict)
         else {
-            k: json.loads(v) if k in nested and isinstance(v, str) else export.json_value(v)
+            k: load_json(v) if k in nested and isinstance(v, str) else export.json_value(v)
             for k, v in section.items()
         }
         for name, section in report.items()

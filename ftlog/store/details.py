@@ -19,7 +19,6 @@ from ftlog.db import write_transaction
 from ftlog.errors import shown
 from ftlog.parse import CheckpointRecord, EventRecord
 from ftlog.store import _sql as sql
-from ftlog.store.jobs import is_lock_problem
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,9 @@ class DetailTarget:
     sha256: str
     """The job object's hash now: stored as the marker once the details are fetched."""
     newest_id: str | None
-    newest_created_at: datetime | None
+    """The id of the item stored last: the newest the API listed when it was fetched (items
+    are saved oldest first). Not the latest ``created_at``, which a clock running behind or
+    ahead on the provider's side would make another item."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +70,9 @@ def jobs_needing_details(engine: Engine, source_id: int, kind: DetailKind) -> li
     table, j = _tables[kind], sql.jobs.c
     synced = j[_synced_columns[kind]]
     newest = (
-        select(table.c[_id_columns[kind]], table.c.created_at)
+        select(table.c[_id_columns[kind]])
         .where(table.c.job_pk == j.id)
-        .order_by(table.c.created_at.desc(), table.c.id.desc())
+        .order_by(table.c.id.desc())
         .limit(1)
     )
     query = (
@@ -79,15 +80,14 @@ def jobs_needing_details(engine: Engine, source_id: int, kind: DetailKind) -> li
             j.id,
             j.job_id,
             j.payload_sha256,
-            newest.with_only_columns(table.c[_id_columns[kind]]).scalar_subquery().label("nid"),
-            newest.with_only_columns(table.c.created_at).scalar_subquery().label("nat"),
+            newest.scalar_subquery().label("nid"),
         )
         .where(j.source_id == source_id, or_(synced.is_(None), synced != j.payload_sha256))
         .order_by(j.created_at.desc(), j.id.desc())
     )
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return [DetailTarget(row.id, row.job_id, row.payload_sha256, row.nid, row.nat) for row in rows]
+    return [DetailTarget(row.id, row.job_id, row.payload_sha256, row.nid) for row in rows]
 
 
 def save_details(
@@ -99,29 +99,36 @@ def save_details(
     if not fetched:
         return DetailsSaved()
     try:
-        with write_transaction(engine) as conn:
-            return DetailsSaved(sum(_save_job(conn, kind, item) for item in fetched))
+        return sql.in_transaction(
+            engine, lambda conn: DetailsSaved(sum(_save_job(conn, kind, item) for item in fetched))
+        )
     except DBAPIError as err:
-        if is_lock_problem(err):
+        if sql.is_lock_problem(err):
             raise
         log.info("the database refused a batch of %s (%s); job by job", kind, sql.first_line(err))
+    return sql.in_transaction(engine, lambda conn: _save_each(conn, kind, fetched))
+
+
+def _save_each(
+    conn: Connection, kind: DetailKind, fetched: Sequence[FetchedDetails]
+) -> DetailsSaved:
+    """Each job's items in a savepoint of its own: a job the database refuses is reported."""
     saved = DetailsSaved(failures=[])
-    with write_transaction(engine) as conn:
-        for item in fetched:
-            savepoint = conn.begin_nested()
-            try:
-                saved.added += _save_job(conn, kind, item)
-            except DBAPIError as err:
-                savepoint.rollback()
-                if is_lock_problem(err):
-                    raise
-                assert saved.failures is not None
-                saved.failures.append(
-                    f"{kind} of job {shown(item.target.job_id)}: the database refused them "
-                    f"({sql.first_line(err)})"
-                )
-            else:
-                savepoint.commit()
+    for item in fetched:
+        savepoint = conn.begin_nested()
+        try:
+            saved.added += _save_job(conn, kind, item)
+        except DBAPIError as err:
+            savepoint.rollback()
+            if sql.is_lock_problem(err):
+                raise
+            assert saved.failures is not None
+            saved.failures.append(
+                f"{kind} of job {shown(item.target.job_id)}: the database refused them "
+                f"({sql.first_line(err)})"
+            )
+        else:
+            savepoint.commit()
     return saved
 
 

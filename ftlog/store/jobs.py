@@ -11,7 +11,6 @@ refuses are reported (:attr:`SaveResult.failures`).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +19,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, case, func, select
 from sqlalchemy.exc import DBAPIError
 
-from ftlog.db import write_transaction
 from ftlog.errors import shown
 from ftlog.parse import JOB_FIELD_NAMES, JobRecord, JobState
 from ftlog.store import _sql as sql
@@ -28,7 +26,6 @@ from ftlog.store import bulk
 
 log = logging.getLogger(__name__)
 
-DEADLOCK_RETRIES = 3
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
@@ -115,34 +112,16 @@ def save_observations(
         return SaveResult()
     ordered = sorted(observations, key=lambda o: o.observed_at)
     try:
-        return _in_transaction(
+        return sql.in_transaction(
             engine, lambda conn: _save(conn, source_id, ordered, notify_channels)
         )
     except DBAPIError as err:
-        if is_lock_problem(err):
+        if sql.is_lock_problem(err):
             raise
         log.info("the database refused a batch (%s); saving it job by job", sql.first_line(err))
-    return _in_transaction(
+    return sql.in_transaction(
         engine, lambda conn: _save_each(conn, source_id, ordered, notify_channels)
     )
-
-
-def is_lock_problem(err: DBAPIError) -> bool:
-    return sql.is_retryable(err) or getattr(err.orig, "sqlstate", None) == "55P03"
-
-
-def _in_transaction(engine: Engine, work: Any) -> SaveResult:
-    for attempt in range(1, DEADLOCK_RETRIES + 1):
-        try:
-            with write_transaction(engine) as conn:
-                result: SaveResult = work(conn)
-                return result
-        except DBAPIError as err:
-            if attempt == DEADLOCK_RETRIES or not sql.is_retryable(err):
-                raise
-            log.info("batch hit a lock conflict (%s); retrying", type(err.orig).__name__)
-            time.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")
 
 
 def _save_each(
@@ -163,7 +142,7 @@ def _save_each(
             result.add(_save(conn, source_id, by_job[job_id], notify_channels))
         except DBAPIError as err:
             savepoint.rollback()
-            if is_lock_problem(err):
+            if sql.is_lock_problem(err):
                 raise
             failure = JobFailure(job_id, sql.first_line(err))
             log.error("%s", failure)
