@@ -227,7 +227,7 @@ def test_cost_command_csv_and_json(priced: Engine, db_url: str, prices_file: Pat
     rows = csv_rows(result.output)
     assert [(r["model"], r["currency"], r["jobs"], r["estimated_cost"]) for r in rows] == [
         ("Qwen/Qwen2.5-7B", "EUR", "1", "0.6"),
-        (LLAMA, "USD", "4", "1.7000000000000002"),  # 1.0 + 0.4 + 0.30000000000000004
+        (LLAMA, "USD", "4", "1.7"),  # 1.0 + 0.4 + 0.30000000000000004, to the cent
         ("mistral/x", "", "1", ""),
     ]
     by_day = cli("cost", "--by", "day", "--since", "2026-01-02", "--db", db_url, "--prices",
