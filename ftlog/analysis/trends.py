@@ -54,7 +54,7 @@ def trends(
         timings = summary(conn, conds, jobs, None)
     day = timings["created_at"].dt.floor("D")
     if every == "week":
-        day = day - pd.to_timedelta(day.dt.weekday, unit="D")
+        day = day - pd.to_timedelta(day.dt.day_of_week, unit="D")
     rows = pd.DataFrame(
         {
             "period": day.dt.strftime("%Y-%m-%d").astype("string"),
