@@ -165,7 +165,7 @@ def test_runs_table_has_one_typed_row_per_job(history: Engine) -> None:
     a1 = by_id.loc["ftjob-a1f3"]
     assert (a1["model"], a1["status"], a1["trained_tokens"]) == (LLAMA, "succeeded", 200_000)
     assert (a1["learning_rate"], a1["batch_size"], a1["n_epochs"]) == (1e-5, 8, 3)
-    assert not a1["lora"] and pd.isna(a1["warmup_ratio"])
+    assert a1["lora"] == False and pd.isna(a1["warmup_ratio"])  # noqa: E712 - numpy bool
     assert (a1["queued_s"], a1["running_s"]) == (90.0, 180.0)
     assert (a1["final_train_loss"], a1["best_train_loss"]) == (1.6, 1.5)
     assert (a1["final_valid_loss"], a1["best_valid_loss"]) == (2.0, 1.9)
