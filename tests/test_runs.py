@@ -165,7 +165,8 @@ def test_runs_table_has_one_typed_row_per_job(history: Engine) -> None:
     a1 = by_id.loc["ftjob-a1f3"]
     assert (a1["model"], a1["status"], a1["trained_tokens"]) == (LLAMA, "succeeded", 200_000)
     assert (a1["learning_rate"], a1["batch_size"], a1["n_epochs"]) == (1e-5, 8, 3)
-    assert a1["lora"] == False and pd.isna(a1["warmup_ratio"])  # noqa: E712 - numpy bool
+    assert a1["lora"] == False  # noqa: E712 - a numpy bool
+    assert a1.isna()["warmup_ratio"]
     assert (a1["queued_s"], a1["running_s"]) == (90.0, 180.0)
     assert (a1["final_train_loss"], a1["best_train_loss"]) == (1.6, 1.5)
     assert (a1["final_valid_loss"], a1["best_valid_loss"]) == (2.0, 1.9)
@@ -173,7 +174,7 @@ def test_runs_table_has_one_typed_row_per_job(history: Engine) -> None:
     assert (a1["created_at"], a1["finished_at"]) == (at(0), at(300))
     a2 = by_id.loc["ftjob-a2c7"]
     assert (a2["queued_s"], a2["running_s"], a2["status"]) == (150.0, 300.0, "failed")
-    assert pd.isna(a2["final_valid_loss"]) and a2["lora"]
+    assert a2.isna()["final_valid_loss"] and a2["lora"]
     assert a2["estimated_cost"] == pytest.approx(0.05)
     a3 = by_id.loc["ftjob-a3e5"]
     assert (a3["queued_s"], a3["running_s"]) == (15.0, 115.0)  # running: so far
