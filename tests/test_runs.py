@@ -179,11 +179,11 @@ def test_runs_table_has_one_typed_row_per_job(history: Engine) -> None:
     a3 = by_id.loc["ftjob-a3e5"]
     assert (a3["queued_s"], a3["running_s"]) == (15.0, 115.0)  # running: so far
     b1 = by_id.loc["ftjob-b1d2"]
-    assert pd.isna(b1["n_epochs"])  # "auto" does not fit an integer column
-    assert b1["queued_s"] == 600.0 and pd.isna(b1["running_s"]) and pd.isna(b1["trained_tokens"])
-    assert pd.isna(b1["estimated_cost"]) and b1["currency"] == "EUR"  # priced, nothing trained
+    assert b1.isna()["n_epochs"]  # "auto" does not fit an integer column
+    assert b1["queued_s"] == 600.0 and b1.isna()["running_s"] and b1.isna()["trained_tokens"]
+    assert b1.isna()["estimated_cost"] and b1["currency"] == "EUR"  # priced, nothing trained
     b2 = by_id.loc["ftjob-b2k8"]
-    assert pd.isna(b2["queued_s"]) and b2["running_s"] == 150.0
+    assert b2.isna()["queued_s"] and b2["running_s"] == 150.0
     assert (b2["estimated_cost"], b2["currency"]) == (pytest.approx(0.006), "EUR")
     # Speed is the throughput summary's, never recomputed.
     summary = analysis.throughput_summary(history).set_index("job_id")
