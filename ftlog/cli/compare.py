@@ -35,7 +35,8 @@ COMPARE_TABLE_OUTCOMES = (
     "status", "trained_tokens", "running_s", "mean_tokens_per_s", "final_valid_loss",
     "best_valid_loss", *COST_TABLE_COLUMNS,
 )  # fmt: skip
-"""The outcomes ``ftlog compare`` shows for each job when it shows one row per job."""
+"""The outcomes ``ftlog compare`` shows for each job when it shows one row per job (those
+that hold something)."""
 
 
 @click.command()
@@ -113,9 +114,10 @@ def _comparison_table(frame: pd.DataFrame) -> str:
     hyper = [c for c in frame.columns if c not in ("source", "job_id", *COMPARE_OUTCOMES)]
     shown = ["job_id", "source", "model", *hyper, *COMPARE_TABLE_OUTCOMES]
     constant = [c for c in ("source", "model") if frame[c].nunique(dropna=False) <= 1]
+    empty = [c for c in COMPARE_TABLE_OUTCOMES if frame[c].isna().all()]
     if frame["estimated_cost"].isna().all():
-        constant += list(COST_TABLE_COLUMNS)
-    return export.format_table(frame[[c for c in shown if c not in constant]])
+        empty += list(COST_TABLE_COLUMNS)
+    return export.format_table(frame[[c for c in shown if c not in (*constant, *empty)]])
 
 
 @click.command()
