@@ -6,6 +6,9 @@ Conventions, the same in every format:
   values carry fractions of a second is written with microseconds
   (``2026-01-01T12:00:00.250000Z``), the whole column alike. Naive times are taken as UTC.
   Durations (timedeltas) are written as seconds.
+* **Money** (``estimated_cost``, any ``*cost`` column) is rounded to the cent, amounts below
+  a cent to two significant digits (:func:`round_money`): estimates, not ledger entries.
+  Every other number is written exactly.
 * **Nulls** are empty cells in CSV and ``null`` in JSON.
 * **CSV** is UTF-8 and RFC 4180: comma-separated, CRLF line ends, a header row always.
 * **Objects and arrays** inside a cell (raw JSON columns) are written as compact JSON text in
@@ -48,6 +51,8 @@ _THOUSANDS = r"\B(?=(\d{3})+(?!\d))"
 _CONTROL = r"[\x00-\x1f\x7f-\x9f]"
 """Control characters (line breaks, terminal escapes) are blanked in terminal tables."""
 _TEXTUAL = frozenset({"string", "mixed", "mixed-integer"})
+IDENTIFIERS = frozenset({"seed"})
+"""Number columns that name something rather than count it (with every ``*_id``)."""
 
 
 def infer_format(path: str | Path | None, fmt: str | None) -> FileFormat:
@@ -153,7 +158,7 @@ def to_parquet(frame: pd.DataFrame) -> bytes:
         import pyarrow  # noqa: F401  # pandas' engine, imported here to name the extra
     except ImportError:
         raise UsageProblem("writing Parquet needs pyarrow: pip install 'ftlog[parquet]'") from None
-    out = _index_as_column(frame)
+    out = _money_rounded(_index_as_column(frame))
     out.columns = pd.Index([str(name) for name in out.columns])
     for name in out.columns:
         column = out[name]
@@ -212,10 +217,12 @@ def format_table(frame: pd.DataFrame, *, max_width: int = 40) -> str:
     separators; rates (``*_per_s``) and other numbers one decimal (``1,234.5``) or, when
     all are below 1, three significant digits (a learning rate stays ``1e-05``); costs
     (``*cost``) as money (:func:`format_money`); losses and accuracies (``*_loss``,
-    ``*_accuracy``) with four decimals; durations
-    in seconds (``*_s``, ``seconds``) show as ``h:mm:ss``; times are shortened to the
-    minute (UTC); flags show as yes/no; text longer than ``max_width`` is cut with ``…``
-    and control characters are blanked; nulls show as ``-``.
+    ``*_accuracy``) with four decimals; numbers that name something (``seed``, ``*_id``)
+    as they are, without separators; durations in seconds (``*_s``, ``seconds``) show as
+    ``h:mm:ss`` and their header says so (``running_s (h:mm:ss)``); times are shortened to
+    the minute, in UTC, and their header says so (``created_at (UTC)``); flags show as
+    yes/no; text longer than ``max_width`` is cut with ``…`` and control characters are
+    blanked; nulls show as ``-``.
     """
     frame = _index_as_column(frame)
     if frame.columns.empty:
@@ -223,7 +230,8 @@ def format_table(frame: pd.DataFrame, *, max_width: int = 40) -> str:
     cells: dict[str, pd.Series] = {}
     right: dict[str, bool] = {}
     for name in frame.columns:
-        cells[str(name)], right[str(name)] = _format_column(frame[name], max_width, str(name))
+        header = str(name) + _unit(frame[name], str(name))
+        cells[header], right[header] = _format_column(frame[name], max_width, str(name))
     headers = list(cells)
     widths = {h: max(len(h), int(cells[h].str.len().max() or 0)) for h in headers}
     lines = [
@@ -245,10 +253,10 @@ def format_table(frame: pd.DataFrame, *, max_width: int = 40) -> str:
 def format_comparison(frame: pd.DataFrame, *, max_width: int = 40) -> str:
     """A table whose rows are named quantities and whose columns are jobs (a comparison):
     each row is formatted by its name, as :func:`format_table` formats a column."""
-    rows = {
-        str(name): _format_column(pd.Series(list(values)).infer_objects(), max_width, str(name))[0]
-        for name, values in frame.iterrows()
-    }
+    rows = {}
+    for name, values in frame.iterrows():
+        column = pd.Series(list(values)).infer_objects()
+        rows[str(name) + _unit(column, str(name))] = _format_column(column, max_width, str(name))[0]
     cells = pd.DataFrame(rows).T
     cells.columns = pd.Index([str(c) for c in frame.columns])
     cells.index.name = frame.index.name or "name"
@@ -259,13 +267,33 @@ def format_fields(fields: dict[str, Any], *, max_width: int = 80) -> str:
     """``name: value`` lines, names aligned, values formatted as in :func:`format_table`."""
     if not fields:
         return "(nothing to show)"
-    width = max(len(name) for name in fields)
-    lines = []
+    cells = {}
     for name, value in fields.items():
         cell = pd.Series([value], dtype=object if isinstance(value, (list, dict)) else None)
-        text, _ = _format_column(cell.infer_objects(), max_width, name)
-        lines.append(f"{name.ljust(width)}  {text.iloc[0]}")
-    return "\n".join(lines)
+        cell = cell.infer_objects()
+        cells[name + _unit(cell, name)] = _format_column(cell, max_width, name)[0].iloc[0]
+    width = max(len(label) for label in cells)
+    return "\n".join(f"{label.ljust(width)}  {text}" for label, text in cells.items())
+
+
+def _unit(column: pd.Series, name: str) -> str:
+    """What a table header adds to a column's name so that its cells read right: durations
+    in seconds show as ``h:mm:ss``, times in UTC to the minute."""
+    if _is_duration(name) and pd.api.types.is_numeric_dtype(column.dtype):
+        return "" if pd.api.types.is_bool_dtype(column.dtype) else " (h:mm:ss)"
+    if pd.api.types.is_timedelta64_dtype(column.dtype):
+        return " (h:mm:ss)"
+    if pd.api.types.is_datetime64_any_dtype(column.dtype) or (
+        column.dtype == object
+        and pd.api.types.infer_dtype(column, skipna=True) in ("datetime", "datetime64")
+    ):
+        return " (UTC)"
+    return ""
+
+
+def _is_identifier(name: str) -> bool:
+    """A number that names something (a seed, an id): shown without thousands separators."""
+    return name in IDENTIFIERS or name.endswith("_id")
 
 
 def _is_duration(name: str) -> bool:
@@ -287,10 +315,13 @@ def _format_column(column: pd.Series, max_width: int, name: str = "") -> tuple[p
         right = False
     elif pd.api.types.is_timedelta64_dtype(column.dtype):
         text, right = _format_durations(column.dt.total_seconds()), True
-    elif numeric and name.endswith("cost"):
+    elif numeric and is_money(name):
         text, right = column.astype("float64").map(format_money, na_action="ignore"), True
     elif numeric and name.endswith(("_loss", "_accuracy")):
         text, right = column.astype("float64").map("{:.4f}".format, na_action="ignore"), True
+    elif numeric and _is_identifier(name):
+        whole = column if pd.api.types.is_integer_dtype(column.dtype) else column.round()
+        text, right = whole.astype("Int64").map(str, na_action="ignore"), True
     elif pd.api.types.is_integer_dtype(column.dtype):
         text, right = column.map("{:,}".format, na_action="ignore"), True  # exact, any size
     elif numeric:
@@ -299,7 +330,8 @@ def _format_column(column: pd.Series, max_width: int, name: str = "") -> tuple[p
     elif isinstance(column.dtype, pd.StringDtype):
         text, right = _shorten(column.str.replace(_CONTROL, " ", regex=True), max_width), False
     else:
-        values = column.map(lambda v: _format_value(v, max_width), na_action="ignore")
+        grouped = not _is_identifier(name)
+        values = column.map(lambda v: _format_value(v, max_width, grouped), na_action="ignore")
         text, right = values.astype(object), bool(present.any()) and _all_numbers(column)
     return text.astype(object).where(present, "-").astype(str), right
 
@@ -345,7 +377,7 @@ def _all_numbers(column: pd.Series) -> bool:
     return kind in ("integer", "floating", "mixed-integer-float", "decimal")
 
 
-def _format_value(value: Any, max_width: int) -> str:
+def _format_value(value: Any, max_width: int, grouped: bool = True) -> str:
     """One cell of an object column (a comparison mixes numbers, flags and text)."""
     if isinstance(value, datetime):
         moment = pd.Timestamp(value)
@@ -357,7 +389,7 @@ def _format_value(value: Any, max_width: int) -> str:
     if isinstance(value, bool):
         text = "yes" if value else "no"
     elif isinstance(value, int):
-        text = f"{value:,}"
+        text = f"{value:,}" if grouped else str(value)
     elif isinstance(value, float):
         text = f"{value:,.0f}" if value.is_integer() and abs(value) >= 1 else _float_text(value)
     elif isinstance(value, (list, dict)):
@@ -391,9 +423,37 @@ def _index_as_column(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=not named)
 
 
+def is_money(name: str) -> bool:
+    """Whether a column holds amounts of money (``estimated_cost``, any ``*cost``)."""
+    return name.endswith("cost")
+
+
+def round_money(amount: float) -> float:
+    """An amount as files hold it: to the cent, or two significant digits below a cent
+    (as :func:`format_money` shows it), so that 16.462774900000003 is written 16.46."""
+    if amount != 0 and abs(amount) < 0.01:
+        return float(f"{amount:.2g}")
+    return round(amount, 2)
+
+
+def _money_rounded(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its money columns (numbers) rounded by :func:`round_money`."""
+    money = [
+        name
+        for name in frame.columns
+        if is_money(str(name)) and pd.api.types.is_float_dtype(frame[name].dtype)
+    ]
+    if not money:
+        return frame
+    out = frame.copy()
+    for name in money:
+        out[name] = frame[name].map(round_money, na_action="ignore").astype(frame[name].dtype)
+    return out
+
+
 def _plain(frame: pd.DataFrame, *, nested_as_text: bool = False) -> pd.DataFrame:
     """Times as ISO text, durations as seconds, categories as values; index as a column."""
-    frame = _index_as_column(frame)
+    frame = _money_rounded(_index_as_column(frame))
     converted: dict[Any, pd.Series] = {}
     for name in frame.columns:
         column = frame[name]

@@ -309,11 +309,13 @@ def test_compare_all_rows_and_outcomes(history: Engine) -> None:
 
 
 def test_compare_refuses_unknown_and_ambiguous_ids(history: Engine) -> None:
-    with pytest.raises(UsageProblem, match=r"^unknown job ids: nope, gone$"):
+    with pytest.raises(UsageProblem, match=r"^unknown job ids: nope, gone \(ftlog jobs lists"):
         analysis.compare_hyperparameters(["job-a", "nope", "gone"], history)
     beta = ensure_source(history, "beta", "https://beta.example/v1")
     record(history, beta, 9000, job("job-a", "queued", 9000))
-    with pytest.raises(UsageProblem, match=r"job-a is in several sources \(alpha, beta\)"):
+    with pytest.raises(
+        UsageProblem, match=r"job-a is recorded under several sources \(alpha, beta\)"
+    ):
         analysis.compare_hyperparameters(["job-a"], history)
     table = analysis.compare_hyperparameters(["job-a"], history, source="beta")
     assert table.loc["status", "job-a"] == "queued"

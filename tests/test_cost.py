@@ -195,7 +195,7 @@ def test_every_command_prices_with_the_profile_in_use(
     summary = csv_rows(cli("throughput", "--format", "csv").output)
     assert {r["model"]: r["estimated_cost"] for r in summary}["mistral/x"] == "5.0"
     compared = csv_rows(cli("compare", "j1", "--format", "csv").output)
-    assert next(r for r in compared if r["name"] == "estimated_cost")["j1"] == "1.0"
+    assert {r["job_id"]: r["estimated_cost"] for r in compared}["j1"] == "1.0"
     exported = csv_rows(cli("export", "throughput-summary").output)
     assert {r["model"]: r["estimated_cost"] for r in exported}["mistral/x"] == "5.0"
     monkeypatch.setenv("FTLOG_PROFILE", "nope")
@@ -227,7 +227,7 @@ def test_cost_command_csv_and_json(priced: Engine, db_url: str, prices_file: Pat
     rows = csv_rows(result.output)
     assert [(r["model"], r["currency"], r["jobs"], r["estimated_cost"]) for r in rows] == [
         ("Qwen/Qwen2.5-7B", "EUR", "1", "0.6"),
-        (LLAMA, "USD", "4", "1.7000000000000002"),  # 1.0 + 0.4 + 0.30000000000000004
+        (LLAMA, "USD", "4", "1.7"),  # 1.0 + 0.4 + 0.30000000000000004, to the cent
         ("mistral/x", "", "1", ""),
     ]
     by_day = cli("cost", "--by", "day", "--since", "2026-01-02", "--db", db_url, "--prices",
@@ -297,12 +297,14 @@ def test_throughput_compare_and_export_take_prices(
     assert (summary[0]["estimated_cost"], summary[0]["currency"]) == ("1.0", "USD")
     compared = csv_rows(cli("compare", "j1", "j3", "--db", db_url, "--format", "csv",
                             *prices).output)  # fmt: skip
-    cost_row = next(r for r in compared if r["name"] == "estimated_cost")
-    assert (cost_row["j1"], cost_row["j3"]) == ("1.0", "0.6")
+    costs = {r["job_id"]: r["estimated_cost"] for r in compared}
+    assert (costs["j1"], costs["j3"]) == ("1.0", "0.6")
     out = tmp_path / "cost.csv"
     assert cli("export", "cost", "--by", "source", "-o", str(out), "--db", db_url,
                *prices).exit_code == 0  # fmt: skip
     exported = csv_rows(out.read_text(encoding="utf-8"))
     assert list(exported[0]) == ["source", *COLUMNS] and len(exported) == 4
     usage = cli("export", "jobs", "--by", "day", "-o", str(out), "--db", db_url)
-    assert usage.exit_code == 2 and "--by applies to export cost only" in usage.output
+    assert (
+        usage.exit_code == 2 and "--by applies to export cost and comparison only" in usage.output
+    )

@@ -23,11 +23,13 @@ EXPORT_COLUMNS = {
     "status-history": analysis.STATUS_HISTORY_COLUMNS,
     "throughput": analysis.THROUGHPUT_COLUMNS,
     "throughput-summary": analysis.SUMMARY_COLUMNS,
+    "runs": analysis.RUN_COLUMNS,
     "events": analysis.EVENT_COLUMNS,
     "checkpoints": analysis.CHECKPOINT_COLUMNS,
     "loss-curves": analysis.LOSS_CURVE_COLUMNS,
 }
-"""The documented columns of each export but the comparison (one column per job)."""
+"""The documented columns of each export but the comparison (one column per hyperparameter
+that differs) and the trends (one row per day and model, not per job)."""
 FAILED_EARLY = {job.id for job in demo.demo_jobs() if job.outcome == "failed"}
 """The job that fails before its first checkpoint or loss report."""
 
@@ -77,11 +79,13 @@ def test_quick_demo_writes_every_export(quick_demo: tuple[Path, Result], name: s
 def test_quick_demo_writes_the_comparison(quick_demo: tuple[Path, Result]) -> None:
     output, _ = quick_demo
     header, rows = _rows(output / "comparison.csv")
-    assert header == ["name", *JOB_IDS]
-    names = [row["name"] for row in rows]
-    assert {"learning_rate", "batch_size", "lora", "status", "mean_tokens_per_s"} <= set(names)
-    speeds = next(row for row in rows if row["name"] == "mean_tokens_per_s")
-    assert all(float(speeds[job_id]) > 1000 for job_id in JOB_IDS)
+    assert header[:2] == ["source", "job_id"]
+    assert {row["job_id"] for row in rows} == set(JOB_IDS)
+    assert {"learning_rate", "batch_size", "lora", "status", "mean_tokens_per_s"} <= set(header)
+    assert all(float(row["mean_tokens_per_s"]) > 1000 for row in rows)
+    header, rows = _rows(output / "trends.csv")
+    assert header == list(analysis.TREND_COLUMNS)
+    assert sum(int(row["jobs"]) for row in rows) == len(JOB_IDS)
 
 
 def test_quick_demo_draws_the_plots(quick_demo: tuple[Path, Result]) -> None:

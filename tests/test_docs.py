@@ -71,7 +71,8 @@ def test_the_table_names_only_real_commands() -> None:
 def test_every_export_is_documented() -> None:
     from ftlog.cli.report import EXPORTS
 
-    documented = re.findall(r"^\| `([a-z-]+)` \| (?:source|model|name)", README, re.MULTILINE)
+    first = r"(?:source|model|name|period)"
+    documented = re.findall(rf"^\| `([a-z-]+)` \| {first}", README, re.MULTILINE)
     assert sorted(documented) == sorted(EXPORTS)
 
 

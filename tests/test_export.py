@@ -191,12 +191,12 @@ def test_table_formats_numbers_times_and_text() -> None:
         }
     )
     lines = export.format_table(frame, max_width=20).splitlines()
-    assert lines[0].split() == [
+    assert [h.strip() for h in lines[0].split("  ") if h.strip()] == [
         "job_id",
         "trained_tokens",
         "tokens_per_s",
         "learning_rate",
-        "created_at",
+        "created_at (UTC)",
         "error_message",
     ]
     assert set(lines[1]) == {"-", " "}
@@ -225,7 +225,7 @@ def test_format_fields() -> None:
     )
     assert text.splitlines() == [
         "trained_tokens  12,345",
-        "at              2026-01-01 12:00",
+        "at (UTC)        2026-01-01 12:00",
         "error           -",
     ]
 
@@ -238,8 +238,62 @@ def test_comparison_table_formats_each_row_by_its_name() -> None:
         ),
     )
     lines = export.format_comparison(frame).splitlines()
-    cells = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    cells = {line.split("  ")[0].strip(): line.split()[-2:] for line in lines[2:]}
     assert cells["learning_rate"] == ["1e-5", "1e-4"]
-    assert cells["running_s"] == ["0:00:02", "1:02:05"]
+    assert cells["running_s (h:mm:ss)"] == ["0:00:02", "1:02:05"]
     assert cells["mean_tokens_per_s"] == ["12,000.2", "9,000.0"]
     assert cells["final_valid_loss"] == ["0.5308", "0.6000"]
+
+
+# --- units and precision ---------------------------------------------------------------------
+
+
+def test_money_is_written_to_the_cent() -> None:
+    frame = pd.DataFrame(
+        {
+            "job_id": ["a", "b", "c", "d"],
+            "estimated_cost": pd.array([16.462774900000003, 0.0012345, 1234.5, None], "Float64"),
+            "mean_tokens_per_s": [1234.5678, 1.0, 2.0, 3.0],
+        }
+    )
+    rows = list(csv.reader(io.StringIO(export.to_csv(frame), newline="")))
+    # To the cent; below a cent two significant digits; other numbers untouched.
+    assert [row[1] for row in rows[1:]] == ["16.46", "0.0012", "1234.5", ""]
+    assert rows[1][2] == "1234.5678"
+    records = [json.loads(line) for line in export.to_jsonl(frame).splitlines()]
+    assert [r["estimated_cost"] for r in records] == [16.46, 0.0012, 1234.5, None]
+    table = export.format_table(frame).splitlines()
+    assert table[2].split()[1] == "16.46" and table[4].split()[1] == "1,234.50"
+
+
+def test_tables_name_the_unit_of_durations_and_times() -> None:
+    frame = pd.DataFrame(
+        {
+            "running_s": [82.0, 3725.0],
+            "seconds": [1.0, 2.0],
+            "tokens_per_s": [1.5, 2.5],
+            "at": pd.to_datetime(["2026-01-01T12:34:56Z", "2026-01-02T00:00:00Z"]),
+        }
+    )
+    lines = export.format_table(frame).splitlines()
+    assert [h.strip() for h in lines[0].split("  ") if h.strip()] == [
+        "running_s (h:mm:ss)", "seconds (h:mm:ss)", "tokens_per_s", "at (UTC)",
+    ]  # fmt: skip
+    assert lines[2].split()[:2] == ["0:01:22", "0:00:01"] and "2026-01-01 12:34" in lines[2]
+    # The CSV holds seconds and ISO times, as the column names say.
+    rows = list(csv.reader(io.StringIO(export.to_csv(frame), newline="")))
+    assert rows[1] == ["82.0", "1.0", "1.5", "2026-01-01T12:34:56Z"]
+
+
+def test_identifiers_have_no_thousands_separators() -> None:
+    frame = pd.DataFrame(
+        {"seed": pd.array([1_924_014_660, None], "Int64"), "trained_tokens": [1_924_014_660, 5]}
+    )
+    lines = export.format_table(frame).splitlines()
+    assert lines[2].split() == ["1924014660", "1,924,014,660"]
+    assert export.format_fields({"seed": 1_924_014_660}) == "seed  1924014660"
+    compared = pd.DataFrame(
+        {"ftjob-a": [1_924_014_660, 8], "ftjob-b": [None, 16]},
+        index=pd.Index(["seed", "batch_size"], name="name"),
+    )
+    assert "1924014660" in export.format_comparison(compared)

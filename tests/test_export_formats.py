@@ -110,11 +110,11 @@ def test_parquet_keeps_types(store: str, tmp_path: Path) -> None:
     assert str(frame["first_observed_at"].dtype) == "datetime64[us, UTC]"
     stamp = pd.Timestamp(exported[0]["first_observed_at"])
     assert frame["first_observed_at"].iloc[0] == stamp
-    # To a pipe (not a terminal), as bytes; a comparison's mixed rows as text.
+    # To a pipe (not a terminal), as bytes; a comparison's mixed columns as text.
     piped = cli("export", "comparison", "ftjob-x", "--format", "parquet", "--db", store)
     assert piped.exit_code == 0, piped.output
     compared = pd.read_parquet(io.BytesIO(piped.stdout_bytes))
-    assert "batch_size" in compared["name"].tolist()
+    assert compared["job_id"].tolist() == ["ftjob-x"] and "batch_size" in compared.columns
 
 
 def test_parquet_without_pyarrow_names_the_extra(

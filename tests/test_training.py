@@ -344,7 +344,9 @@ def test_show_lists_recent_events_and_checkpoint_losses(store_url: str) -> None:
         assert item["message"] not in events_part
     checkpoints_part = text.split("\nCheckpoints\n")[1]
     header = checkpoints_part.strip().splitlines()[0].split()
-    assert header[:5] == ["step", "created_at", "train_loss", "valid_loss", "full_valid_loss"]
+    assert header[:6] == [
+        "step", "created_at", "(UTC)", "train_loss", "valid_loss", "full_valid_loss",
+    ]  # fmt: skip
     lines = checkpoints_part.strip().splitlines()[2:]
     for line, item in zip(lines, job_checkpoints(SPECS[0]), strict=True):
         cells = line.split()

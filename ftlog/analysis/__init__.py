@@ -14,7 +14,10 @@ applied in SQL, on the ``jobs`` and ``sources`` tables):
   a datetime or ISO 8601 string, naive meaning UTC. All rows of a selected job are returned,
   whenever they were observed.
 
-Unknown job ids give empty frames; only :func:`compare_hyperparameters` raises for them.
+Unknown job ids give empty frames. :func:`select_jobs` and the comparisons
+(:func:`compare_jobs`, :func:`compare_hyperparameters`, :func:`compare_by`) take unique id
+*prefixes* too, and raise UsageProblem for an unknown id or an ambiguous prefix
+(:mod:`~ftlog.analysis.selection`).
 
 **Frames** are tidy, one row per record, and name their job in ``source`` and ``job_id`` (a job
 id is unique within a source); their columns, in order, are the keys of the ``*_COLUMNS``
@@ -32,14 +35,23 @@ bound, and the uncertainty is unknown (NA); durations from it are lower bounds.
 
 The modules, by concern: :mod:`~ftlog.analysis.history` (jobs, hyperparameters, snapshots,
 status changes), :mod:`~ftlog.analysis.speed` (throughput), :mod:`~ftlog.analysis.training`
-(events, checkpoints, loss curves), :mod:`~ftlog.analysis.cost` (price estimates) and
-:mod:`~ftlog.analysis.compare`; everything public is importable from ``ftlog.analysis``.
+(events, checkpoints, loss curves), :mod:`~ftlog.analysis.cost` (price estimates),
+:mod:`~ftlog.analysis.runs` (one row per job: the frame to group and plot),
+:mod:`~ftlog.analysis.compare`, :mod:`~ftlog.analysis.trends` (queue and run times by
+day or week), :mod:`~ftlog.analysis.selection` (jobs by id or prefix);
+everything public is importable from ``ftlog.analysis``.
 """
 
 from __future__ import annotations
 
 from ftlog.analysis._read import DTYPES, JOB_COLUMNS, Filters, StoreLike
-from ftlog.analysis.compare import COMPARE_OUTCOMES, compare_hyperparameters
+from ftlog.analysis.compare import (
+    COMPARE_BY_COLUMNS,
+    COMPARE_OUTCOMES,
+    compare_by,
+    compare_hyperparameters,
+    compare_jobs,
+)
 from ftlog.analysis.cost import (
     COST_GROUPS,
     COST_TOTAL_COLUMNS,
@@ -59,6 +71,8 @@ from ftlog.analysis.history import (
     load_status_history,
     status_durations,
 )
+from ftlog.analysis.runs import RUN_COLUMNS, runs
+from ftlog.analysis.selection import select_jobs
 from ftlog.analysis.speed import (
     SUMMARY_COLUMNS,
     THROUGHPUT_COLUMNS,
@@ -77,9 +91,11 @@ from ftlog.analysis.training import (
     load_events,
     loss_curves,
 )
+from ftlog.analysis.trends import PERIODS, TREND_COLUMNS, Period, trends
 
 __all__ = [
     "CHECKPOINT_COLUMNS",
+    "COMPARE_BY_COLUMNS",
     "COMPARE_OUTCOMES",
     "COST_GROUPS",
     "COST_TOTAL_COLUMNS",
@@ -91,16 +107,22 @@ __all__ = [
     "LOSS_CURVE_COLUMNS",
     "LOSS_METRICS",
     "LOSS_OUTCOMES",
+    "PERIODS",
+    "RUN_COLUMNS",
     "SNAPSHOT_COLUMNS",
     "STATUS_DURATION_COLUMNS",
     "STATUS_HISTORY_COLUMNS",
     "SUMMARY_COLUMNS",
     "THROUGHPUT_COLUMNS",
+    "TREND_COLUMNS",
     "CostGroup",
     "Filters",
+    "Period",
     "StoreLike",
     "checkpoints",
+    "compare_by",
     "compare_hyperparameters",
+    "compare_jobs",
     "cost_totals",
     "currency_totals",
     "events",
@@ -111,7 +133,10 @@ __all__ = [
     "load_snapshots",
     "load_status_history",
     "loss_curves",
+    "runs",
+    "select_jobs",
     "status_durations",
     "throughput",
     "throughput_summary",
+    "trends",
 ]

@@ -103,14 +103,21 @@ def reading(
 
     A URL or path must name an existing ftlog store: a reader never creates one."""
     checked = checked_filters(filters)
+    with connected(store) as conn:
+        conds = conditions(checked, conn)
+        yield conn, conds, load_job_rows(conn, conds)
+
+
+@contextmanager
+def connected(store: StoreLike) -> Iterator[Connection]:
+    """A connection to ``store`` in one read transaction (read-only on Postgres)."""
     with ExitStack() as stack:
         engine = store if isinstance(store, Engine) else stack.enter_context(open_store(store))
         conn = stack.enter_context(engine.connect())
         if conn.dialect.name == "postgresql":
             conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         stack.enter_context(conn.begin())
-        conds = conditions(checked, conn)
-        yield conn, conds, load_job_rows(conn, conds)
+        yield conn
 
 
 def checked_filters(filters: Filters) -> Filters:

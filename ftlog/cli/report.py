@@ -1,4 +1,4 @@
-"""``ftlog jobs``, ``show``, ``throughput``, ``compare`` and ``export``: reading the history.
+"""``ftlog jobs``, ``show``, ``throughput`` and ``export``: reading the history.
 
 Every command reads through :mod:`ftlog.analysis` and writes through :mod:`ftlog.export`.
 Unknown job ids are bad input: a one-line error and exit code 2.
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy import Engine
 
-    from ftlog.analysis import CostGroup
+    from ftlog.analysis import CostGroup, Period
     from ftlog.formats import FileFormat
     from ftlog.pricing import PriceTable
 
@@ -36,7 +36,10 @@ EXPORTS = {
     "status-history": "one row per status change",
     "throughput": "one row per interval between two snapshots",
     "throughput-summary": "one row per job: speed, time queued and running, cost",
-    "comparison": "hyperparameters and outcomes, one column per JOB_ID",
+    "runs": "one row per job: model, status, hyperparameters, speed, losses, cost",
+    "comparison": "one row per job: the hyperparameters that differ (--all: every one) and "
+    "outcomes; --by HYPERPARAMETER: one row per value",
+    "trends": "per day (--every week) and model: jobs, median and p90 of queued_s, running_s",
     "events": "one row per event of a job",
     "checkpoints": "one row per checkpoint, with its metrics",
     "loss-curves": "one row per job, step and loss, with the tokens trained by then",
@@ -64,6 +67,8 @@ CHECKPOINT_TABLE_COLUMNS = (
     "step", "created_at", "train_loss", "valid_loss", "full_valid_loss",
     "train_mean_token_accuracy", "valid_mean_token_accuracy",
 )  # fmt: skip
+PRICED_EXPORTS = ("cost", "throughput-summary", "comparison", "runs")
+"""The exports that carry estimated costs (and take --prices)."""
 REPORT_FORMATS = ("table", "csv", "json", "jsonl")
 """The formats of the report commands (``ftlog export`` writes files: csv, json, jsonl,
 parquet)."""
@@ -215,18 +220,16 @@ def _emit(frame: pd.DataFrame, fmt: str, table_columns: Sequence[str] = ()) -> N
         click.echo(export.format_table(frame[columns]))
 
 
-def _known_jobs(engine: Engine, job_ids: Sequence[str], source: str | None) -> pd.DataFrame:
-    """The jobs named, from ``load_jobs``; UsageProblem naming those the store lacks."""
+def _resolved(engine: Engine, filters: dict[str, Any]) -> dict[str, Any]:
+    """``filters`` with their JOB_IDs (ids or unique prefixes) replaced by the exact ids
+    they name (:func:`ftlog.analysis.select_jobs`); UsageProblem for an unknown id or an
+    ambiguous prefix."""
     from ftlog import analysis
-    from ftlog.errors import UsageProblem
+    from ftlog.analysis.selection import exact_filters
 
-    jobs = analysis.load_jobs(engine, job_ids=list(job_ids), source=source)
-    missing = [job_id for job_id in dict.fromkeys(job_ids) if job_id not in set(jobs["job_id"])]
-    if missing:
-        where = f" in source {source}" if source else ""
-        plural = "s" * (len(missing) > 1)
-        raise UsageProblem(f"unknown job id{plural}{where}: {', '.join(missing)}")
-    return jobs
+    if not filters["job_ids"]:
+        return filters
+    return dict(exact_filters(analysis.select_jobs(engine, **filters), cast("Any", filters)))
 
 
 @click.command()
@@ -272,8 +275,8 @@ def show(job_id: str, source: str | None, fmt: str, db_url: str | None) -> None:
     """Everything recorded about one job: fields, hyperparameters, status timeline, throughput,
     recent events and the losses at its checkpoints.
 
-    An unknown JOB_ID, or one recorded under several sources without --source, is an error
-    (exit code 2).
+    JOB_ID may be a unique prefix of the id. An unknown JOB_ID, an ambiguous prefix, or an
+    id recorded under several sources without --source, is an error (exit code 2).
     """
     from ftlog import export
 
@@ -283,7 +286,7 @@ def show(job_id: str, source: str | None, fmt: str, db_url: str | None) -> None:
         click.echo(_json(_json_ready(report)))
         return
     job = report["job"]
-    click.echo(f"Job {job_id}\n")
+    click.echo(f"Job {job['job_id']}\n")
     click.echo(export.format_fields(_present(job), max_width=FULL_WIDTH))
     click.echo("\nHyperparameters\n")
     click.echo(export.format_fields(_present(report["hyperparameters"])))
@@ -310,15 +313,9 @@ def _section_table(frame: pd.DataFrame, columns: Sequence[str], max_width: int =
 def _job_report(engine: Engine, job_id: str, source: str | None) -> dict[str, Any]:
     """The sections of ``ftlog show``, read through ftlog.analysis."""
     from ftlog import analysis
-    from ftlog.errors import UsageProblem
 
-    job = _known_jobs(engine, [job_id], source)
-    if len(job) > 1:
-        sources = ", ".join(sorted(map(str, job["source"])))
-        raise UsageProblem(
-            f"job {job_id} is recorded under several sources ({sources}); use --source"
-        )
-    filters: dict[str, Any] = {"job_ids": [job_id], "source": job["source"].iloc[0]}
+    job = analysis.select_jobs(engine, job_ids=[job_id], source=source)
+    filters: dict[str, Any] = {"job_ids": list(job["job_id"]), "source": job["source"].iloc[0]}
     hyper = analysis.load_hyperparameters(engine, **filters)
     history = analysis.load_status_history(engine, **filters).sort_values(
         "observed_at", kind="stable"
@@ -402,7 +399,7 @@ def throughput(
     """Training speed per job: tokens and steps per second, time queued and running, and
     the estimated cost (ftlog cost explains the prices).
 
-    With no JOB_ID, every job matching the filters.
+    With no JOB_ID, every job matching the filters. A JOB_ID may be a unique prefix.
     """
     from ftlog import analysis
 
@@ -411,8 +408,7 @@ def throughput(
     prices = chosen_prices(prices_path)
     filters = _filters(statuses, model, source, since, until, job_ids)
     with _selecting(db_url, filters) as engine:
-        if job_ids:
-            _known_jobs(engine, job_ids, source)
+        filters = _resolved(engine, filters)
         if intervals:
             frame = analysis.throughput(engine, **filters)
         else:
@@ -422,47 +418,6 @@ def throughput(
         priced = frame["estimated_cost"].notna().any()
         table_columns = SUMMARY_TABLE_COLUMNS + (COST_TABLE_COLUMNS if priced else ())
     _emit(frame, fmt, table_columns)
-
-
-@click.command()
-@click.argument("job_ids", nargs=-1, required=True, metavar="JOB_ID...")
-@click.option(
-    "--all",
-    "show_all",
-    is_flag=True,
-    help="Show every hyperparameter, not only those that differ between the jobs.",
-)
-@click.option("--source", metavar="NAME", help="The jobs' source, when several hold a JOB_ID.")
-@prices_option
-@format_option(*REPORT_FORMATS)
-@db_option
-def compare(
-    job_ids: tuple[str, ...],
-    show_all: bool,
-    source: str | None,
-    prices_path: Path | None,
-    fmt: str,
-    db_url: str | None,
-) -> None:
-    """Hyperparameters and outcomes of jobs side by side, one column per job.
-
-    By default only the hyperparameters that differ; --all shows every one. The outcome
-    rows (status, tokens, time queued and running, speed, final and best train and
-    validation loss at the checkpoints, estimated cost) are always shown.
-    """
-    from ftlog import analysis
-
-    prices = chosen_prices(prices_path)
-    with _store(db_url) as engine:
-        frame = analysis.compare_hyperparameters(
-            job_ids, engine, only_different=not show_all, source=source, prices=prices
-        )
-    if fmt == "table":
-        from ftlog import export
-
-        click.echo(export.format_comparison(frame))
-    else:
-        _emit(frame, fmt)
 
 
 _EXPORT_HELP = "\n".join(
@@ -505,8 +460,14 @@ _EXPORT_HELP = "\n".join(
 )
 @click.option(
     "--by",
-    type=click.Choice(["model", "source", "day"]),
-    help="For cost: one row per base model (the default), source, or creation day (UTC).",
+    metavar="GROUP",
+    help="For cost: one row per base model (the default), source, or day (of creation, UTC). "
+    "For comparison: one row per value of this hyperparameter (as compare --by).",
+)
+@click.option(
+    "--every",
+    type=click.Choice(["day", "week"]),
+    help="For trends: one row per day (the default) or ISO week (from Monday, UTC).",
 )
 @prices_option
 @filter_options
@@ -519,6 +480,7 @@ def export(
     no_escape: bool,
     show_all: bool,
     by: str | None,
+    every: str | None,
     prices_path: Path | None,
     statuses: tuple[str, ...],
     model: str | None,
@@ -531,19 +493,23 @@ def export(
 
     file_format = writer.infer_format(output, fmt)
     filters = _filters(statuses, model, source, since, until, job_ids)
-    if name == "comparison" and not job_ids:
-        raise click.UsageError("export comparison needs the JOB_IDs to compare")
-    if name == "comparison" and (statuses or model or since or until):
-        raise click.UsageError("export comparison takes JOB_IDs (and --source), not filters")
     if show_all and name != "comparison":
         raise click.UsageError("--all applies to export comparison only")
-    if by is not None and name != "cost":
-        raise click.UsageError("--by applies to export cost only")
-    if prices_path is not None and name not in ("cost", "throughput-summary", "comparison"):
-        raise click.UsageError("--prices applies to export cost, throughput-summary, comparison")
+    if by is not None and name not in ("cost", "comparison"):
+        raise click.UsageError("--by applies to export cost and comparison only")
+    if by is not None and name == "cost":
+        from ftlog.analysis.cost import COST_GROUPS
+
+        if by not in COST_GROUPS:
+            raise click.UsageError(f"export cost --by takes {', '.join(COST_GROUPS)}, not {by!r}")
+    if every is not None and name != "trends":
+        raise click.UsageError("--every applies to export trends only")
+    if prices_path is not None and name not in PRICED_EXPORTS:
+        raise click.UsageError(f"--prices applies to export {', '.join(PRICED_EXPORTS)}")
     prices = chosen_prices(prices_path)
     with _selecting(db_url, filters) as engine:
-        frame = _export_frame(engine, name, filters, show_all, by, prices)
+        filters = _resolved(engine, filters)
+        frame = _export_frame(engine, name, filters, show_all, by, every, prices)
     writer.write_frame(
         frame, output, file_format, escape=not no_escape, json_columns=_json_columns()
     )
@@ -555,23 +521,25 @@ def _export_frame(
     filters: dict[str, Any],
     show_all: bool,
     by: str | None,
+    every: str | None,
     prices: PriceTable,
 ) -> pd.DataFrame:
-    """The frame of ``ftlog export NAME``, read through ftlog.analysis."""
+    """The frame of ``ftlog export NAME``, read through ftlog.analysis (JOB_IDs resolved)."""
     from ftlog import analysis
 
-    job_ids, source = filters["job_ids"] or [], filters["source"]
+    if name == "comparison" and by is not None:
+        return analysis.compare_by(engine, by, prices=prices, **filters)
     if name == "comparison":
-        return analysis.compare_hyperparameters(
-            job_ids, engine, only_different=not show_all, source=source, prices=prices
-        )
-    if job_ids:
-        _known_jobs(engine, job_ids, source)
+        return analysis.compare_jobs(engine, only_different=not show_all, prices=prices, **filters)
     if name == "cost":
         group = cast("CostGroup", by or "model")
         return analysis.cost_totals(engine, by=group, prices=prices, **filters)
     if name == "throughput-summary":
         return analysis.throughput_summary(engine, prices=prices, **filters)
+    if name == "runs":
+        return analysis.runs(engine, prices=prices, **filters)
+    if name == "trends":
+        return analysis.trends(engine, every=cast("Period", every or "day"), **filters)
     read = {
         "jobs": analysis.load_jobs,
         "hyperparameters": analysis.load_hyperparameters,

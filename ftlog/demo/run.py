@@ -34,7 +34,7 @@ MARKER = ".ftlog-demo"
 """Written first into the output folder: a later demo may replace the files listed below."""
 EXPORTS = (
     "jobs", "hyperparameters", "snapshots", "status-history", "throughput",
-    "throughput-summary", "comparison", "events", "checkpoints", "loss-curves",
+    "throughput-summary", "runs", "comparison", "trends", "events", "checkpoints", "loss-curves",
 )  # fmt: skip
 """The CSV files written, ``NAME.csv``: the tables of ``ftlog export NAME`` (all but ``cost``:
 the simulated models have no price)."""
@@ -421,7 +421,9 @@ def _write_files(engine: Engine, result: DemoResult) -> None:
         "status-history": analysis.load_status_history(engine),
         "throughput": analysis.throughput(engine),
         "throughput-summary": analysis.throughput_summary(engine),
-        "comparison": analysis.compare_hyperparameters(ids, engine, only_different=False),
+        "runs": analysis.runs(engine),
+        "comparison": analysis.compare_jobs(engine, only_different=False),
+        "trends": analysis.trends(engine),
         "events": analysis.load_events(engine),
         "checkpoints": analysis.load_checkpoints(engine),
         "loss-curves": analysis.loss_curves(engine),
