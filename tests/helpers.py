@@ -11,6 +11,8 @@ from sqlalchemy import Engine, func, select
 from ftlog import store
 from ftlog.client import FineTuningClient, RetryPolicy
 from ftlog.collector import RunSummary, SnapshotPlan, snapshot
+from ftlog.models import Job
+from ftlog.parse import parse_checkpoint, parse_event
 from ftlog.simulator import JobSpec, ManualClock, SimulatedAPI
 
 TOKEN = "sk-test-7f3a9c0e-secret"
@@ -41,6 +43,20 @@ def run(
     with sim.client(**client_kwargs) as client:
         source_id = store.ensure_source(engine, "sim", sim.base_url)
         return snapshot(engine, client, source_id, plan or SnapshotPlan())
+
+
+def save_details(
+    engine: Engine, job_id: str, events: list[dict[str, Any]], ckpts: list[dict[str, Any]]
+) -> None:
+    """Store raw events and checkpoints of a recorded job through the collector's own parse
+    and save (the job id must be unique in the store)."""
+    with engine.connect() as conn:
+        pk, sha = conn.execute(select(Job.id, Job.payload_sha256).where(Job.job_id == job_id)).one()
+    target = store.DetailTarget(pk, job_id, sha, None)
+    events_found = [parse_event(e, job_id) for e in events]
+    ckpts_found = [parse_checkpoint(c, job_id) for c in ckpts]
+    store.save_details(engine, "events", [store.FetchedDetails(target, events_found)])
+    store.save_details(engine, "checkpoints", [store.FetchedDetails(target, ckpts_found)])
 
 
 def count(engine: Engine, model: Any) -> int:

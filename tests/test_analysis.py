@@ -182,6 +182,7 @@ def test_throughput_intervals(history: Engine) -> None:
     assert a["tokens"].tolist() == [1_000_000, 2_000_000] and a["steps"].tolist() == [100, 200]
     assert a["tokens_per_s"].tolist() == [10_000.0, 20_000.0]
     assert a["steps_per_s"].tolist() == [1.0, 2.0]
+    assert not speed["after_reset"].any()
     b = rows(speed, "job-b")
     assert b["tokens_per_s"].tolist() == [pytest.approx(10.0)]
     assert b["steps"].isna().all()
@@ -194,9 +195,13 @@ def test_throughput_summary(history: Engine) -> None:
     assert summary["job_id"].tolist() == ["job-a", "job-b", "job-c"]
     a = summary.iloc[0]
     assert (a["queued_s"], a["running_s"]) == (45.0, 235.0)
-    assert a["mean_tokens_per_s"] == pytest.approx(3_000_000 / 235)
+    # Observed running with progress from 60 (0 tokens) to 260 (3M): 3M / 200 s.
+    assert (a["tokens_before_first_seen"], a["observed_tokens"]) == (0, 3_000_000)
+    assert a["mean_tokens_per_s"] == 3_000_000 / 200
+    assert a["mean_steps_per_s"] == 300 / 200
     assert (a["median_tokens_per_s"], a["peak_tokens_per_s"]) == (15_000.0, 20_000.0)
-    assert (a["intervals"], a["tokens_per_step"]) == (2, 10_000.0)
+    assert (a["intervals"], a["resets"], a["tokens_per_step"]) == (2, 0, 10_000.0)
+    assert pd.isna(a["eta"])  # not running
     assert (a["started_at"], a["start_uncertainty_s"]) == (at(45), 15.0)
     assert (a["ended_at"], a["end_uncertainty_s"]) == (at(280), 20.0)
     assert a["finished_at"] == at(290)
@@ -205,11 +210,15 @@ def test_throughput_summary(history: Engine) -> None:
     b = summary.iloc[1]
     assert b["started_at"] == at(3600.123456) and pd.isna(b["start_uncertainty_s"])
     assert pd.isna(b["ended_at"]) and pd.isna(b["queued_s"])
-    assert b["mean_tokens_per_s"] == pytest.approx(15.0)
+    # First seen at 500 tokens: those were trained before ftlog looked; 1000 more in 100 s.
+    assert (b["tokens_before_first_seen"], b["observed_tokens"]) == (500, 1000)
+    assert b["mean_tokens_per_s"] == pytest.approx(10.0)
+    assert pd.isna(b["mean_steps_per_s"]) and pd.isna(b["eta"])  # no step counts
     assert pd.isna(b["finish_estimate_error_s"]) and pd.isna(b["tokens_per_step"])
     c = summary.iloc[2]
     assert c["queued_s"] == 30.0 and pd.isna(c["running_s"]) and c["intervals"] == 0
     assert pd.isna(c["mean_tokens_per_s"]) and pd.isna(c["started_at"])
+    assert pd.isna(c["observed_tokens"]) and pd.isna(c["tokens_before_first_seen"])
 
 
 def job_ids(frame: pd.DataFrame) -> list[str]:
@@ -302,7 +311,7 @@ def test_compare_all_rows_and_outcomes(history: Engine) -> None:
     ]
     assert row(table, "learning_rate") == [1e-4, 1e-4]
     assert row(table, "running_s") == [235.0, pytest.approx(100.0)]
-    assert table.loc["mean_tokens_per_s"].iloc[0] == pytest.approx(3_000_000 / 235)
+    assert table.loc["mean_tokens_per_s"].iloc[0] == 3_000_000 / 200
     assert type(table.loc["trained_tokens"].iloc[0]) is int
     # One job: nothing to differ from, so every row is shown.
     assert "learning_rate" in analysis.compare_hyperparameters(["job-a"], history).index
@@ -354,7 +363,7 @@ def test_csv_round_trip_keeps_values(history: Engine) -> None:
     summary = analysis.throughput_summary(history)
     text = summary.to_csv(index=False)
     back = pd.read_csv(io.StringIO(text))
-    assert back["mean_tokens_per_s"].iloc[0] == pytest.approx(3_000_000 / 235)
+    assert back["mean_tokens_per_s"].iloc[0] == 3_000_000 / 200
     assert math.isnan(back["ended_at"].iloc[1])
     assert json.loads(analysis.load_hyperparameters(history)["extra"].iloc[1]) == {
         "foo": {"x": 1},

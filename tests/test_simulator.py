@@ -146,11 +146,17 @@ def test_the_openai_flavor(connect: Connect) -> None:
     assert set(queued["hyperparameters"].values()) == {"auto"}
     assert queued["fine_tuned_model"] is None and "trained_steps" not in queued
 
+    clock.set(STARTED + 500)  # running, half way through its 100,000 tokens
+    running = client.get("/fine_tuning/jobs/ftjob-a").json()
+    assert running["status"] == "running" and running["trained_tokens"] is None
+    assert "total_steps" not in running
+
     clock.set(FINISHED)
     done = client.get("/fine_tuning/jobs/ftjob-a").json()
     assert done["method"]["type"] == "supervised"
     assert done["method"]["supervised"]["hyperparameters"]["batch_size"] == 8
     assert done["fine_tuned_model"].startswith("ft:") and done["user_provided_suffix"] == "sql"
+    assert done["trained_tokens"] == 100 * 1000  # the final value, once it has ended
 
 
 def test_make_jobs_varies_the_jobs() -> None:

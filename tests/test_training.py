@@ -22,16 +22,15 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event
 
-from ftlog import analysis, store
+from ftlog import analysis
 from ftlog.cli import main
-from ftlog.models import Job
-from ftlog.parse import parse_checkpoint, parse_event, parse_job
+from ftlog.parse import parse_job
 from ftlog.simulator import JobSpec, job_checkpoints, job_events
 from ftlog.simulator.jobs import Hyperparameters
 from ftlog.store import Observation, ensure_source, save_observations
-from tests.helpers import T0, run
+from tests.helpers import T0, run, save_details
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SPECS = [
@@ -179,18 +178,6 @@ def checkpoint(checkpoint_id: str, seconds: float, step: int, **metrics: Any) ->
         "fine_tuned_model_checkpoint": f"ft:model:ckpt-{step}",
         "metrics": {"step": step, **metrics},
     }
-
-
-def save_details(
-    engine: Engine, job_id: str, events: list[dict[str, Any]], ckpts: list[dict[str, Any]]
-) -> None:
-    with engine.connect() as conn:
-        pk, sha = conn.execute(select(Job.id, Job.payload_sha256).where(Job.job_id == job_id)).one()
-    target = store.DetailTarget(pk, job_id, sha, None)
-    events_found = [parse_event(e, job_id) for e in events]
-    ckpts_found = [parse_checkpoint(c, job_id) for c in ckpts]
-    store.save_details(engine, "events", [store.FetchedDetails(target, events_found)])
-    store.save_details(engine, "checkpoints", [store.FetchedDetails(target, ckpts_found)])
 
 
 @pytest.fixture

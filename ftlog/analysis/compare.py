@@ -25,8 +25,8 @@ from ftlog.pricing import PriceTable
 
 _SUMMARY_OUTCOMES = (
     "model", "status", "trained_tokens", "trained_steps", "queued_s", "running_s",
-    "mean_tokens_per_s", "median_tokens_per_s", "peak_tokens_per_s", "tokens_per_step",
-    "finish_estimate_error_s",
+    "mean_tokens_per_s", "median_tokens_per_s", "peak_tokens_per_s", "mean_steps_per_s",
+    "tokens_per_step", "finish_estimate_error_s",
 )  # fmt: skip
 COMPARE_OUTCOMES = (*_SUMMARY_OUTCOMES, *LOSS_OUTCOMES, "estimated_cost", "currency")
 """The outcome columns of :func:`compare_jobs` (rows of :func:`compare_hyperparameters`),

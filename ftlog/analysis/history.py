@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Unpack
+from typing import Any, Unpack
 
 import numpy as np
 import pandas as pd
@@ -61,6 +61,7 @@ STATUS_DURATION_COLUMNS = columns(
     "source job_id status entered_at:time entered_uncertainty_s:float left_at:time"
     " left_uncertainty_s:float current:bool seconds:float"
 )
+Floats = np.ndarray[Any, np.dtype[np.float64]]
 
 
 def load_jobs(store: StoreLike = None, **filters: Unpack[Filters]) -> pd.DataFrame:
@@ -128,9 +129,15 @@ def history_rows(conn: Connection, conds: list[ColumnElement[bool]]) -> pd.DataF
 def transition_estimates(raw: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """The estimate (µs) and ± (s) of each transition: see "Transition times"."""
     obs, prev = floats(raw["observed_at"]), floats(raw["previous_observed_at"])
-    first = np.isnan(prev)
-    estimate = np.where(first, obs, np.floor((obs + prev) / 2))
+    estimate = np.where(np.isnan(prev), obs, midpoint(prev, obs))
     return pd.Series(estimate, index=raw.index), pd.Series((obs - prev) / 2 / US, index=raw.index)
+
+
+def midpoint(before: Floats, after: Floats) -> Floats:
+    """The estimate of a change seen between two observations (µs): their midpoint, rounded
+    up to a whole microsecond, so that it lies in ``(before, after]`` even 1 µs apart."""
+    estimate: Floats = np.ceil((before + after) / 2)
+    return estimate
 
 
 def stays(jobs: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:

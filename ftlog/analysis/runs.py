@@ -33,7 +33,10 @@ from ftlog.pricing import PriceTable
 RUN_COLUMNS: dict[str, Kind] = {
     **columns("source job_id model status"),
     **{name: HYPERPARAMETER_COLUMNS[name] for name in HYPERPARAMETER_NAMES},
-    **columns("trained_tokens:int queued_s:float running_s:float mean_tokens_per_s:float"),
+    **columns(
+        "trained_tokens:int queued_s:float running_s:float mean_tokens_per_s:float"
+        " mean_steps_per_s:float"
+    ),
     **dict.fromkeys(LOSS_OUTCOMES, "float"),
     **columns("estimated_cost:float currency created_at:time finished_at:time"),
 }
@@ -49,7 +52,8 @@ def runs(
       latest fields (:func:`~ftlog.analysis.load_jobs`).
     - the 12 known hyperparameters, typed as in :func:`~ftlog.analysis.load_hyperparameters`
       (NA when absent or not of the type: OpenAI's ``"auto"``).
-    - ``queued_s``, ``running_s``, ``mean_tokens_per_s``, ``estimated_cost`` and
+    - ``queued_s``, ``running_s``, ``mean_tokens_per_s``, ``mean_steps_per_s`` (OpenAI
+      jobs: from their metrics events), ``estimated_cost`` and
       ``currency`` (priced by ``prices``; None: no prices): as in
       :func:`~ftlog.analysis.throughput_summary`.
     - ``final_*_loss`` / ``best_*_loss`` (``train``, ``valid``): the value at the job's last

@@ -1,8 +1,35 @@
-"""Training speed: throughput intervals between snapshots, and a summary per job."""
+"""Training speed: throughput intervals between progress points, and a summary per job.
+
+**Progress points.** Progress is ``(trained_tokens, trained_steps)`` as the job object gives
+it. A *progress point* is a snapshot of a running job that is either the first of a running
+stretch or shows new progress, or the snapshot right after a running one (``succeeded``,
+say) when it shows new progress. Snapshots in which only other fields changed
+(``estimated_finish``) are not points. A point's time is its ``first_observed_at``: a value
+was first seen then and reached at most one poll earlier, so each end is off by less than one
+poll interval and the errors do not add up: the intervals tile the observed run. (Using the
+previous snapshot's ``last_observed_at`` instead would credit a gain made over many polls to
+the last poll only and overstate the speed whenever the API reports progress in steps.)
+
+**The last, partial interval.** A point of another status (the job ended, or was paused,
+between two polls) is timed at the transition's estimate (see "Transition times" in
+:mod:`ftlog.analysis`), not at its first observation: training stopped somewhere in between,
+and counting the time after it would show a slowdown that never happened. Such an interval
+counts like any other, in the mean, the median and the peak.
+
+**Progress from the event log.** A job whose running snapshots never carry tokens or steps
+(OpenAI reports ``trained_tokens`` only at the end and no step counts) takes its points from
+its metrics events and checkpoints instead (:func:`~ftlog.analysis.training.step_points`):
+each logged step at the API's ``created_at``. These intervals have steps and no tokens; a
+job's points come from one of the two sources, never both (they run on different clocks).
+
+**Counter resets.** A point whose tokens or steps are below the job's previous known value
+(the provider restarted the counter) breaks the run: the interval into it is not counted (no
+negative speed), the next one is flagged ``after_reset``, and ``resets`` counts them.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Unpack
+from typing import Unpack
 
 import numpy as np
 import pandas as pd
@@ -24,43 +51,42 @@ from ftlog.analysis._read import (
     to_us,
 )
 from ftlog.analysis.cost import job_costs
-from ftlog.analysis.history import history_rows, stays
+from ftlog.analysis.history import Floats, history_rows, midpoint, stays
+from ftlog.analysis.training import step_points, tokens_per_step
 from ftlog.pricing import PriceTable
+
+Flags = np.ndarray[tuple[int], np.dtype[np.bool_]]
+Ints = np.ndarray[tuple[int], np.dtype[np.int64]]
 
 THROUGHPUT_COLUMNS = columns(
     "source job_id start:time end:time seconds:float tokens:int steps:int tokens_per_s:float"
-    " steps_per_s:float"
+    " steps_per_s:float after_reset:bool"
 )
 SUMMARY_COLUMNS = columns(
-    "source job_id model status trained_tokens:int trained_steps:int queued_s:float"
-    " running_s:float mean_tokens_per_s:float median_tokens_per_s:float"
-    " peak_tokens_per_s:float intervals:int tokens_per_step:float created_at:time"
-    " started_at:time start_uncertainty_s:float ended_at:time end_uncertainty_s:float"
+    "source job_id model status trained_tokens:int trained_steps:int total_steps:int"
+    " tokens_before_first_seen:int observed_tokens:int queued_s:float running_s:float"
+    " mean_tokens_per_s:float median_tokens_per_s:float peak_tokens_per_s:float"
+    " mean_steps_per_s:float intervals:int resets:int tokens_per_step:float created_at:time"
+    " started_at:time start_uncertainty_s:float ended_at:time end_uncertainty_s:float eta:time"
     " finished_at:time finish_estimate_error_s:float first_finish_estimate_error_s:float"
     " estimated_cost:float currency"
 )
 
 
 def throughput(store: StoreLike = None, **filters: Unpack[Filters]) -> pd.DataFrame:
-    """Training speed between consecutive progress observations (``THROUGHPUT_COLUMNS``).
+    """Training speed between consecutive progress points (``THROUGHPUT_COLUMNS``).
 
-    Progress is ``(trained_tokens, trained_steps)``. A *progress point* is a snapshot of a
-    running job that is either the first of a running stretch or shows new progress, or the
-    snapshot right after a running one (e.g. ``succeeded``) when it shows new progress.
-    Snapshots in which only other fields changed (``estimated_finish``) are not points.
     Each interval runs from one point, which must be running, to the next point of the same
-    stretch: ``start``/``end`` are the points' ``first_observed_at``, ``tokens`` and ``steps``
-    the gain, ``*_per_s`` the gain over ``seconds``. Zero-length intervals are skipped.
-
-    Why ``first_observed_at``: a value was first seen then and reached at most one poll
-    earlier, so each end is off by less than one poll interval and the errors do not add up:
-    the intervals tile the running period. Using the previous snapshot's
-    ``last_observed_at`` as the start would credit a gain made over many polls to the last
-    poll interval only and overstate the speed whenever the API reports progress in steps.
+    running stretch (see the :mod:`ftlog.analysis.speed` docstring for points, the last
+    partial interval, the event log and resets): ``start``/``end`` are the points' times,
+    ``tokens`` and ``steps`` the gains (NA where a count is unknown at either end),
+    ``*_per_s`` the gain over ``seconds``. An interval of zero length, or with neither gain
+    known, is left out. ``after_reset``: a counter reset was seen since the job's previous
+    interval (or before its first), so there is a break before this one.
     """
     with reading(store, filters) as (conn, conds, jobs):
-        progress = progress_rows(conn, conds)
-    iv = intervals(progress)
+        points = progress(progress_rows(conn, conds), step_points(conn, conds))
+    iv = intervals(points)
     iv = iv.iloc[job_order(jobs, iv["job_pk"], iv["start"])]
     return public(attach(jobs, iv), THROUGHPUT_COLUMNS)
 
@@ -71,17 +97,30 @@ def throughput_summary(
     """One row per job: its speed, timings and estimated cost (``SUMMARY_COLUMNS``).
 
     - ``trained_tokens``, ``trained_steps``, ``model``, ``status``, ``created_at``,
-      ``finished_at``: the job's latest fields as the API gave them.
+      ``finished_at``: the job's latest fields as the API gave them. ``total_steps``: the
+      job object's, else the last its metrics events named.
+    - ``tokens_before_first_seen``: the trained tokens of the job's first snapshot that had a
+      count: trained before ftlog saw any, they are never divided by time.
+      ``observed_tokens``: the tokens gained over the job's :func:`throughput` intervals,
+      i.e. while ftlog observed it running (NA with no interval that has a token gain).
     - ``queued_s`` / ``running_s``: total ``seconds`` of the job's ``queued`` / ``running``
       stays in :func:`status_durations` (a current stay counts up to the last observation);
       NA if never seen in that status.
-    - ``mean_tokens_per_s = trained_tokens / running_s``.
-    - ``median_tokens_per_s`` / ``peak_tokens_per_s``: median / maximum of ``tokens_per_s``
-      over the job's :func:`throughput` intervals (``intervals`` of them; a peak over a
-      short interval is noisy). ``tokens_per_step = trained_tokens / trained_steps``.
+    - ``mean_tokens_per_s = observed_tokens / the seconds of those intervals``: the
+      intervals' speeds weighted by their length, so ``min <= mean <= peak`` of
+      ``tokens_per_s`` for every job. ``median_tokens_per_s`` / ``peak_tokens_per_s``: median
+      / maximum of ``tokens_per_s`` over the same intervals (a peak over a short interval is
+      noisy). ``mean_steps_per_s``: the same as the mean, for steps. ``intervals``: how many
+      throughput intervals the job has; ``resets``: counter resets seen.
+    - ``tokens_per_step``: ``trained_tokens / trained_steps``; for a succeeded job without
+      step counts (OpenAI), ``trained_tokens / total_steps``, else over the last step
+      logged: see :mod:`ftlog.analysis.training`.
     - ``started_at``: when the job first entered ``running`` (the transition estimate), with
       ``start_uncertainty_s``; ``ended_at``: when it last left ``running``, with
       ``end_uncertainty_s``, NaT while still running. Both are from ftlog's polls.
+    - ``eta``: for a running job, its last progress point's time plus the remaining steps
+      (``total_steps`` minus the steps at that point) over ``mean_steps_per_s``; NaT for
+      other jobs and where any of these is unknown.
     - ``finish_estimate_error_s = E - finished_at`` in seconds, where E is the last
       ``estimated_finish`` seen in a ``running`` snapshot; positive means the job finished
       before the estimate. ``first_finish_estimate_error_s``: the same for the first
@@ -99,40 +138,118 @@ def progress_rows(conn: Connection, conds: list[ColumnElement[bool]]) -> pd.Data
     s = snapshots_table.c
     running = cast(case((s.status == "running", 1), else_=0), Integer).label("running")
     selected = [s.job_pk, running, s.trained_tokens, s.trained_steps, s.estimated_finish]
-    selected.append(s.first_observed_at)
+    selected += [s.first_observed_at, s.last_observed_at]
     raw = fetch(conn, selected, snapshots_table, job_rows(conds, snapshots_table))
     order = np.lexsort((floats(raw["first_observed_at"]), raw["job_pk"].to_numpy("int64")))
     return raw.iloc[order].reset_index(drop=True)
 
 
-def changed(values: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, np.dtype[np.bool_]]:
+def changed(values: Floats) -> Flags:
     """Where a value differs from the row before (NaN equal to NaN)."""
     before = np.empty_like(values)
     before[:1], before[1:] = np.nan, values[:-1]
-    same: np.ndarray[Any, np.dtype[np.bool_]] = (values == before) | (
-        np.isnan(values) & np.isnan(before)
-    )
-    moved: np.ndarray[Any, np.dtype[np.bool_]] = ~same
-    return moved
+    same: Flags = (values == before) | (np.isnan(values) & np.isnan(before))
+    return ~same
 
 
-def intervals(p: pd.DataFrame) -> pd.DataFrame:
-    """Throughput intervals (internal: times in µs) from sorted progress rows."""
+def new_job(pk: Ints) -> Flags:
+    """Where a row is its job's first (rows sorted by job)."""
+    first: Flags = np.ones(len(pk), dtype=bool)
+    first[1:] = pk[1:] != pk[:-1]
+    return first
+
+
+def resets(pk: Ints, values: Floats) -> Flags:
+    """Where a counter is below its job's previous known value (rows sorted by job, time)."""
+    known = pd.Series(values).groupby(pk).ffill()
+    previous = floats(known.groupby(pk).shift())
+    lower: Flags = np.less(values, previous, where=~np.isnan(previous), out=np.zeros(len(pk), bool))
+    return lower
+
+
+def snapshot_points(p: pd.DataFrame, logged: Flags) -> pd.DataFrame:
+    """Every snapshot row as a progress row (see :func:`progress`); ``logged`` marks the
+    rows of jobs whose points come from the event log, which are no points here."""
     pk, running = p["job_pk"].to_numpy("int64"), p["running"].to_numpy("int64") == 1
     tokens, steps = floats(p["trained_tokens"]), floats(p["trained_steps"])
-    at = floats(p["first_observed_at"])
+    first, last = floats(p["first_observed_at"]), floats(p["last_observed_at"])
     after_running = np.zeros(len(pk), dtype=bool)
-    after_running[1:] = running[:-1] & (pk[1:] == pk[:-1])
+    after_running[1:] = running[:-1] & ~new_job(pk)[1:]
     moved = changed(tokens) | changed(steps)
-    stretch_start = running & ~after_running
-    point = (running & (stretch_start | moved)) | (~running & after_running & moved)
-    stretch = np.cumsum(stretch_start)
-    idx = np.flatnonzero(point)
-    a, b = idx[:-1], idx[1:]
-    keep = running[a] & (pk[a] == pk[b]) & (stretch[a] == stretch[b]) & (at[b] > at[a])
-    a, b = a[keep], b[keep]
-    seconds = (at[b] - at[a]) / US
+    starts = running & ~after_running
+    point = (running & (starts | moved)) | (~running & after_running & moved)
+    at = first.copy()
+    ended = np.flatnonzero(~running & after_running)
+    at[ended] = midpoint(last[ended - 1], first[ended])
+    return pd.DataFrame(
+        {
+            "job_pk": pk,
+            "at": at,
+            "tokens": tokens,
+            "steps": steps,
+            "point": point & ~logged,
+            "opens": running,
+            "starts": starts,
+            "reset": resets(pk, tokens) | resets(pk, steps),
+        }
+    )
+
+
+def logged_points(points: pd.DataFrame) -> pd.DataFrame:
+    """Steps from the event log (:func:`step_points`) as progress rows."""
+    pk, steps = points["job_pk"].to_numpy("int64"), floats(points["step"])
+    return pd.DataFrame(
+        {
+            "job_pk": pk,
+            "at": floats(points["at"]),
+            "tokens": np.full(len(pk), np.nan),
+            "steps": steps,
+            "point": True,
+            "opens": True,
+            "starts": new_job(pk),
+            "reset": resets(pk, steps),
+        }
+    )
+
+
+def progress(p: pd.DataFrame, logged: pd.DataFrame) -> pd.DataFrame:
+    """Progress rows (internal: times in µs), by job and time: each snapshot row of
+    :func:`progress_rows` and, for jobs whose running snapshots have no counts, each point of
+    the event log (``logged``, from :func:`step_points`).
+
+    Columns: ``job_pk``, ``at``, ``tokens``, ``steps``, ``point`` (a progress point),
+    ``opens`` (an interval may start here: running), ``starts`` (a new running stretch),
+    ``reset`` (a counter went down here) and ``seen`` (resets of the job so far)."""
+    running = p["running"].to_numpy("int64") == 1
+    counted = ~np.isnan(floats(p["trained_tokens"])) | ~np.isnan(floats(p["trained_steps"]))
+    with_counts = pd.Index(p["job_pk"][running & counted].unique())
+    logged = logged[~logged["job_pk"].isin(with_counts)]
+    from_log = p["job_pk"].isin(pd.Index(logged["job_pk"].unique())).to_numpy(bool)
+    rows = pd.concat([snapshot_points(p, from_log), logged_points(logged)], ignore_index=True)
+    rows = rows.iloc[np.lexsort((floats(rows["at"]), rows["job_pk"].to_numpy("int64")))]
+    return rows.assign(seen=rows.groupby("job_pk")["reset"].cumsum()).reset_index(drop=True)
+
+
+def intervals(rows: pd.DataFrame) -> pd.DataFrame:
+    """Throughput intervals (internal: times in µs) from :func:`progress` rows."""
+    points = rows[rows["point"].to_numpy(bool)]
+    pk, at = points["job_pk"].to_numpy("int64"), floats(points["at"])
+    tokens, steps = floats(points["tokens"]), floats(points["steps"])
+    seen = points["seen"].to_numpy("int64")
+    first = new_job(pk)
+    broken = first | points["starts"].to_numpy(bool)
+    broken[1:] |= seen[1:] > seen[:-1]
+    piece = np.cumsum(broken)
+    a, b = np.arange(len(pk) - 1), np.arange(1, len(pk))
     gained_tokens, gained_steps = tokens[b] - tokens[a], steps[b] - steps[a]
+    known = ~np.isnan(gained_tokens) | ~np.isnan(gained_steps)
+    opens = points["opens"].to_numpy(bool)
+    keep = opens[a] & (piece[a] == piece[b]) & (at[b] > at[a]) & known
+    a, b = a[keep], b[keep]
+    gained_tokens, gained_steps = gained_tokens[keep], gained_steps[keep]
+    seconds = (at[b] - at[a]) / US
+    previous = np.zeros(len(a), dtype="int64")  # resets seen by the end of the last interval
+    previous[1:] = np.where(pk[a][1:] == pk[a][:-1], seen[b][:-1], 0)
     return pd.DataFrame(
         {
             "job_pk": pk[a],
@@ -143,6 +260,7 @@ def intervals(p: pd.DataFrame) -> pd.DataFrame:
             "steps": gained_steps,
             "tokens_per_s": gained_tokens / seconds,
             "steps_per_s": gained_steps / seconds,
+            "after_reset": seen[a] > previous,
         }
     )
 
@@ -154,8 +272,9 @@ def summary(
     prices: PriceTable | None,
 ) -> pd.DataFrame:
     """The throughput summary of ``jobs`` (internal: keeps ``job_pk``)."""
-    progress = progress_rows(conn, conds)
+    snapshots, logged = progress_rows(conn, conds), step_points(conn, conds)
     runs_and_waits = stays(jobs, history_rows(conn, conds))
+    rows = progress(snapshots, logged)
     out = jobs.set_index("job_pk")
     for status, name in (("queued", "queued_s"), ("running", "running_s")):
         stay = runs_and_waits[runs_and_waits["status"] == status]
@@ -168,14 +287,17 @@ def summary(
     ended = ~last["current"]
     out["ended_at"] = last["left_at"].where(ended)
     out["end_uncertainty_s"] = last["left_uncertainty_s"].where(ended)
-    speeds = intervals(progress).groupby("job_pk")["tokens_per_s"]
-    out["median_tokens_per_s"], out["peak_tokens_per_s"] = speeds.median(), speeds.max()
-    out["intervals"] = speeds.size().reindex(out.index, fill_value=0)
-    tokens, steps = out["trained_tokens"].astype("Float64"), out["trained_steps"].astype("Float64")
-    out["mean_tokens_per_s"] = tokens / out["running_s"].where(out["running_s"] > 0)
-    out["tokens_per_step"] = tokens / steps.where(steps > 0)
-    estimates = pd.Series(floats(progress["estimated_finish"]), index=progress["job_pk"])
-    estimates = estimates[progress["running"].to_numpy("int64") == 1].groupby(level=0)
+    logged_totals = logged.groupby("job_pk")["total_steps"].last()
+    out["total_steps"] = out["total_steps"].astype("Float64").fillna(logged_totals)
+    counts = snapshots.set_index("job_pk")["trained_tokens"].groupby(level=0).first()
+    out["tokens_before_first_seen"] = counts
+    speeds(out, intervals(rows))
+    out["resets"] = rows.groupby("job_pk")["reset"].sum().reindex(out.index, fill_value=0)
+    last_step = logged.groupby("job_pk")["step"].max()
+    out["tokens_per_step"] = tokens_per_step(jobs, last_step, out["total_steps"])
+    out["eta"] = eta(out, rows)  # µs, a time once public
+    estimates = pd.Series(floats(snapshots["estimated_finish"]), index=snapshots["job_pk"])
+    estimates = estimates[snapshots["running"].to_numpy("int64") == 1].groupby(level=0)
     succeeded = (out["status"] == "succeeded").to_numpy(dtype=bool, na_value=False)
     finished = to_us(out["finished_at"]).where(succeeded)
     out["finish_estimate_error_s"] = (estimates.last() - finished) / US
@@ -183,3 +305,28 @@ def summary(
     costs = job_costs(out, prices)
     out["estimated_cost"], out["currency"] = costs["estimated_cost"], costs["currency"]
     return out.reset_index()
+
+
+def speeds(out: pd.DataFrame, iv: pd.DataFrame) -> None:
+    """Set the speed columns of ``out`` (by ``job_pk``) from its jobs' intervals."""
+    out["intervals"] = iv.groupby("job_pk").size().reindex(out.index, fill_value=0)
+    for unit, mean in (("tokens", "mean_tokens_per_s"), ("steps", "mean_steps_per_s")):
+        counted = iv[iv[unit].notna()].groupby("job_pk")
+        gained, seconds = counted[unit].sum(), counted["seconds"].sum()
+        out[mean] = gained / seconds
+        if unit == "tokens":
+            out["observed_tokens"] = gained
+            per_s = counted["tokens_per_s"]
+            out["median_tokens_per_s"], out["peak_tokens_per_s"] = per_s.median(), per_s.max()
+
+
+def eta(out: pd.DataFrame, rows: pd.DataFrame) -> pd.Series:
+    """By ``job_pk``: the projected end (µs) of each running job, see
+    :func:`throughput_summary`; NaN where it is unknown."""
+    points = rows[rows["point"].to_numpy(bool) & rows["steps"].notna().to_numpy(bool)]
+    last = points.groupby("job_pk")[["at", "steps"]].last().reindex(out.index)
+    rate = out["mean_steps_per_s"].astype("Float64")
+    remaining = (out["total_steps"].astype("Float64") - last["steps"]).clip(lower=0)
+    running = (out["status"] == "running").fillna(False)
+    projected = last["at"] + remaining / rate.where(rate > 0) * US
+    return projected.where(running).astype("float64")

@@ -29,7 +29,7 @@ from typing import Unpack
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, func
+from sqlalchemy import ColumnElement, Connection
 
 from ftlog.analysis._read import (
     Filters,
@@ -110,7 +110,7 @@ def loss_curves(store: StoreLike = None, **filters: Unpack[Filters]) -> pd.DataF
     )  # fmt: skip
     points = points.iloc[order].drop_duplicates(["job_pk", "step", "metric"])
     last_step = points.groupby("job_pk")["step"].max()
-    per_step = _tokens_per_step(jobs, last_step).reindex(points["job_pk"].to_numpy("int64"))
+    per_step = tokens_per_step(jobs, last_step).reindex(points["job_pk"].to_numpy("int64"))
     points["trained_tokens"] = floats(points["step"]) * per_step.to_numpy()
     return public(attach(jobs, points), LOSS_CURVE_COLUMNS)
 
@@ -121,9 +121,9 @@ def loss_outcomes(
     """``LOSS_OUTCOMES`` by ``job_pk``: per loss (``train_loss``, ``valid_loss``) the value
     of the job's last checkpoint that has it (by step, then time) and the lowest value."""
     c = checkpoints_table.c
-    step = func.coalesce(c.step_number, c.step).label("step")
-    selected = [c.job_pk, step, c.created_at, c.train_loss, c.valid_loss]
+    selected = [c.job_pk, c.step_number, c.step, c.created_at, c.train_loss, c.valid_loss]
     raw = fetch(conn, selected, checkpoints_table, job_rows(conds, checkpoints_table))
+    raw["step"] = checkpoint_step(raw)
     raw = raw.iloc[job_order(jobs, raw["job_pk"], raw["step"], raw["created_at"])]
     out = pd.DataFrame(index=pd.Index(jobs["job_pk"], name="job_pk"))
     for loss in ("train", "valid"):
@@ -133,12 +133,54 @@ def loss_outcomes(
     return out.astype("Float64")
 
 
+def checkpoint_step(checkpoints: pd.DataFrame) -> pd.Series:
+    """The step of each checkpoint (rows with ``step_number`` and ``step``, the step its
+    metrics name): its ``step_number``, else its ``step`` metric; NA when it has neither.
+
+    The one place this rule lives: loss curves, loss outcomes, step points and ``ftlog show``
+    all take a checkpoint's step from here."""
+    number = pd.to_numeric(checkpoints["step_number"], errors="coerce")
+    return number.fillna(pd.to_numeric(checkpoints["step"], errors="coerce"))
+
+
+def step_points(conn: Connection, conds: list[ColumnElement[bool]]) -> pd.DataFrame:
+    """Training steps over time as the API logged them (internal: times in µs): one row
+    per job and step (``job_pk``, ``at``, ``step``, ``total_steps``), sorted by job, time and
+    step, from metrics events (``data.step`` and ``data.total_steps`` at the event's
+    ``created_at``) and checkpoints (:func:`checkpoint_step` at its ``created_at``).
+
+    A step that is not a whole number >= 0 is left out; a step logged more than once is
+    taken at the earliest time (a checkpoint is saved after its step's metrics event).
+    ``total_steps`` is the last one the job's metrics events named (NaN if none did)."""
+    e, c = events_table.c, checkpoints_table.c
+    numbers = [e.data[name].as_string().label(name) for name in ("step", "total_steps")]
+    where = [e.type == "metrics", *job_rows(conds, events_table)]
+    logged = fetch(conn, [e.job_pk, e.created_at, *numbers], events_table, where)
+    selected = [c.job_pk, c.created_at, c.step_number, c.step]
+    saved = fetch(conn, selected, checkpoints_table, job_rows(conds, checkpoints_table))
+    saved = saved.assign(step=checkpoint_step(saved), total_steps=np.nan)
+    points = pd.concat([logged, saved[logged.columns]], ignore_index=True)
+    step = pd.to_numeric(points["step"], errors="coerce").astype("float64")
+    total = pd.to_numeric(points["total_steps"], errors="coerce").astype("float64")
+    points = pd.DataFrame(
+        {
+            "job_pk": points["job_pk"].astype("int64"),
+            "at": points["created_at"].astype("float64"),
+            "step": step,
+            "total_steps": total.where((total > 0) & (total == np.floor(total))),
+        }
+    )[step.notna() & (step >= 0) & (step == np.floor(step))]
+    points = points.sort_values(["job_pk", "at", "step"], kind="stable")
+    points["total_steps"] = points.groupby("job_pk")["total_steps"].transform("last")
+    return points.drop_duplicates(["job_pk", "step"]).reset_index(drop=True)
+
+
 def _checkpoint_points(conn: Connection, conds: list[ColumnElement[bool]]) -> pd.DataFrame:
     c = checkpoints_table.c
-    step = func.coalesce(c.step_number, c.step).label("step")
-    selected = [c.job_pk, c.id, c.created_at, step, *(c[m] for m in LOSS_METRICS)]
+    selected = [c.job_pk, c.id, c.created_at, c.step_number, c.step, *(c[m] for m in LOSS_METRICS)]
     raw = fetch(conn, selected, checkpoints_table, job_rows(conds, checkpoints_table))
-    return _long(raw, origin=0)
+    raw["step"] = checkpoint_step(raw)
+    return _long(raw.drop(columns="step_number"), origin=0)
 
 
 def _event_points(conn: Connection, conds: list[ColumnElement[bool]]) -> pd.DataFrame:
@@ -158,13 +200,20 @@ def _long(raw: pd.DataFrame, origin: int) -> pd.DataFrame:
     return long.reset_index(drop=True)
 
 
-def _tokens_per_step(jobs: pd.DataFrame, last_step: pd.Series) -> pd.Series:
+def tokens_per_step(
+    jobs: pd.DataFrame, last_step: pd.Series, total_steps: pd.Series | None = None
+) -> pd.Series:
     """By ``job_pk``: the job's trained tokens per step (see the module docstring);
-    ``last_step`` is the highest step with a loss, by ``job_pk``."""
+    ``last_step`` is the highest step it has a loss for, by ``job_pk``; ``total_steps`` by
+    ``job_pk`` (default: the job object's)."""
     tokens = jobs["trained_tokens"].astype("Float64")
     steps = jobs["trained_steps"].astype("Float64")
     done = jobs["status"] == "succeeded"
-    total = jobs["total_steps"].astype("Float64").where(done)
+    if total_steps is None:
+        total = jobs["total_steps"].astype("Float64")
+    else:
+        total = pd.Series(total_steps.reindex(jobs["job_pk"]).to_numpy(), index=jobs.index)
+    total = total.astype("Float64").where(done)
     last = pd.Series(last_step.reindex(jobs["job_pk"]).to_numpy(), index=jobs.index)
     for fallback in (total, last.astype("Float64").where(done)):
         steps = steps.where(steps > 0).fillna(fallback.where(fallback > 0))

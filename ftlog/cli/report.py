@@ -313,6 +313,7 @@ def _section_table(frame: pd.DataFrame, columns: Sequence[str], max_width: int =
 def _job_report(engine: Engine, job_id: str, source: str | None) -> dict[str, Any]:
     """The sections of ``ftlog show``, read through ftlog.analysis."""
     from ftlog import analysis
+    from ftlog.analysis.training import checkpoint_step
 
     job = analysis.select_jobs(engine, job_ids=[job_id], source=source)
     filters: dict[str, Any] = {"job_ids": list(job["job_id"]), "source": job["source"].iloc[0]}
@@ -323,8 +324,7 @@ def _job_report(engine: Engine, job_id: str, source: str | None) -> dict[str, An
     summary = analysis.throughput_summary(engine, **filters)
     events = analysis.load_events(engine, **filters).tail(RECENT_EVENTS)
     checkpoints = analysis.load_checkpoints(engine, **filters)
-    # The step of a checkpoint: its step_number, else the step its metrics name.
-    checkpoints["step"] = checkpoints["step_number"].fillna(checkpoints["step"])
+    checkpoints["step"] = checkpoint_step(checkpoints)
     named = ["source", "job_id"]
     return {
         "job": _first_row(job),

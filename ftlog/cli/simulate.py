@@ -75,7 +75,8 @@ from ftlog.cli.options import verbosity_options
     type=click.Choice(["nebius", "openai"]),
     default="nebius",
     show_default=True,
-    help="Shape of the job objects: Nebius AI Studio's or OpenAI's.",
+    help="Shape of the job objects: Nebius AI Studio's or OpenAI's (no step counts, "
+    "trained_tokens null until the job ends, progress in the metrics events).",
 )
 @verbosity_options
 def simulate(

@@ -8,7 +8,9 @@ Endpoints (all GET, JSON):
 * ``/v1/fine_tuning/jobs?limit=&after=`` - visible jobs newest first (``created_at``, then ``id``,
   both descending); ``after`` is the id of the last job of the previous page. ``ai_project_id``
   (Nebius) is accepted and ignored.
-* ``/v1/fine_tuning/jobs/{job_id}`` - one job in Nebius shape (OpenAI's for ``flavor="openai"``).
+* ``/v1/fine_tuning/jobs/{job_id}`` - one job in Nebius shape (OpenAI's for ``flavor="openai"``:
+  no step counts, ``trained_tokens`` null until the job ends; progress is in the metrics
+  events, ``data.step`` and ``data.total_steps``).
 * ``/v1/fine_tuning/jobs/{job_id}/events`` and ``.../checkpoints`` - newest first, as OpenAI lists
   them: ``after`` is the id of the last item of the previous page and returns the next *older*
   items.

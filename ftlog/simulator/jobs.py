@@ -163,7 +163,8 @@ def _integrations(spec: JobSpec) -> list[dict[str, Any]]:
 
 
 def _as_openai(spec: JobSpec, job: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI's shape: "auto" hyperparameters until the job runs, a ``method``, no step counts."""
+    """OpenAI's shape: "auto" hyperparameters until the job runs, a ``method``, no step counts,
+    and ``trained_tokens`` null until the job ends (its progress is in the metrics events)."""
     hp = spec.hyperparameters
     hyper: dict[str, Any] = dict.fromkeys(("batch_size", "learning_rate_multiplier", "n_epochs"))
     if job["status"] in ("validating_files", "queued"):
@@ -175,6 +176,8 @@ def _as_openai(spec: JobSpec, job: dict[str, Any]) -> dict[str, Any]:
         )
     suffix = job.pop("suffix")
     del job["trained_steps"], job["total_steps"]
+    if job["status"] not in TERMINAL_STATUSES:
+        job["trained_tokens"] = None
     model = f"ft:{spec.model}:simulated:{suffix}:{spec.id[-8:]}"
     job.update(
         hyperparameters=hyper,
