@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 
@@ -110,6 +111,32 @@ def test_quick_demo_store_holds_every_life(quick_demo: tuple[Path, Result]) -> N
     assert sorted(path.name for path in output.iterdir()) == sorted(
         name for name in demo.DEMO_FILES if not name.endswith(("-wal", "-shm"))
     )
+
+
+def test_quick_demo_store_is_on_one_clock(quick_demo: tuple[Path, Result]) -> None:
+    """The API's timestamps and ftlog's observations agree: every change is seen after the
+    job was created, each job's finished_at lies in the poll where ftlog saw it end, and the
+    time queued is what the simulated job was given, to the transitions' uncertainty."""
+    output, _ = quick_demo
+    store = str(output / demo.DB_NAME)
+    jobs = analysis.load_jobs(store).set_index("job_id")
+    history = analysis.load_status_history(store)
+    summary = analysis.throughput_summary(store).set_index("job_id")
+    poll = pd.Timedelta(seconds=demo.POLL_SIMULATED_SECONDS)
+    for job in demo.demo_jobs():
+        created, finished = jobs.loc[job.id, "created_at"], jobs.loc[job.id, "finished_at"]
+        changes = history[history["job_id"] == job.id].set_index("to_status")
+        assert (changes["observed_at"] >= created).all(), job.id
+        end = changes.loc[job.outcome]
+        assert end["previous_observed_at"] - poll <= finished <= end["observed_at"], job.id
+        # the simulated job: validating, then queued, then running from `started`
+        queued = job.queued * 60
+        started = created + pd.Timedelta(minutes=job.validating + job.queued)
+        start = changes.loc["running"]
+        assert start["previous_observed_at"] - poll <= started <= start["observed_at"], job.id
+        slack = changes.loc["queued", "uncertainty_s"] + start["uncertainty_s"] + 1
+        assert abs(summary.loc[job.id, "queued_s"] - queued) <= slack, job.id
+        assert abs((summary.loc[job.id, "started_at"] - started).total_seconds()) <= slack
 
 
 def test_the_demo_exports_what_ftlog_export_does() -> None:
