@@ -250,7 +250,7 @@ def throughput_figure(
         rate_ax.set_xlabel(f"{unit} since the job was first seen running")
     else:
         _date_axis(rate_ax)
-    _legends(figure, handles, _end_keys(looks))
+    _legends(figure, handles, _end_keys(figure))
     figure.suptitle("Fine-tuning throughput", fontweight="bold")
     return figure
 
@@ -385,7 +385,7 @@ def loss_figure(
         for m, style in LOSS_STYLES.items()
         if m in drawn
     ]
-    _legends(figure, handles, keys + _end_keys(looks))
+    _legends(figure, handles, keys + _end_keys(figure))
     figure.suptitle("Fine-tuning loss", fontweight="bold")
     return figure
 
@@ -516,13 +516,18 @@ def _legends(figure: Figure, jobs: list[Any], keys: list[Any]) -> None:
         )
 
 
-def _end_keys(looks: Sequence[JobLook]) -> list[Any]:
-    """Legend entries for the end markers the charts hold."""
-    statuses = {look.status for look in looks}
+def _end_keys(figure: Figure) -> list[Any]:
+    """Legend entries for the end markers the charts hold (markers drawn without a line)."""
+    drawn = {
+        line.get_marker()
+        for ax in figure.axes
+        for line in ax.lines
+        if line.get_linestyle() == "None"
+    }
     return [
         _line("#555555", "", f"{status}: where the job ended", marker=marker, size=9)
         for status, marker in END_MARKERS.items()
-        if status in statuses
+        if marker in drawn
     ]
 
 

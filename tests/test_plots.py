@@ -288,6 +288,14 @@ def test_failed_and_cancelled_curves_end_with_a_marker_the_key_explains() -> Non
     assert sorted(end_markers(loss.axes[0])) == ["8", "8", "X", "X"]  # train and valid
 
 
+def test_the_key_explains_only_the_markers_drawn() -> None:
+    jobs = jobs_frame(2, statuses=("succeeded", "failed"))
+    recorded = curves_frame(jobs.iloc[:1])  # the failed job recorded no loss
+    texts = legend_texts(plots.loss_figure(recorded, jobs))
+    assert "ftjob-01  (no loss recorded)" in texts
+    assert not any(text.startswith("failed") for text in texts)
+
+
 def test_loss_markers_are_all_explained() -> None:
     jobs = jobs_frame(2)
     figure = plots.loss_figure(curves_frame(jobs), jobs, hyperparameters=hyper_frame(jobs))
