@@ -1,5 +1,19 @@
 """Charts of the history (the ``plot`` extra: matplotlib).
 
+Every chart is drawn from the frames of :mod:`ftlog.analysis` (the caller picks the jobs
+with the usual filters), so a notebook can plot what it loaded:
+
+>>> sel = {"model": "Qwen/*"}
+>>> plot_loss(analysis.loss_curves(db, **sel), analysis.load_jobs(db, **sel), "loss.png",
+...           hyperparameters=analysis.load_hyperparameters(db, **sel))
+
+**Reading many jobs.** Each job keeps one look in every chart (:func:`job_looks`): a colour
+and, from the eleventh job on, a second line style (throughput) or marker (loss), so up to
+:data:`MAX_JOBS` jobs stay distinguishable. Its legend label is its id, the base model when
+the jobs' models differ, and its main hyperparameters (``lr=1e-5 bs=8 lora``). Failed and
+cancelled jobs end their curves with a marker and have hatched bars, all explained in a key
+below the charts; legends sit outside the data. Numbers on axes are compact (``1.2M``).
+
 Headless: figures are drawn with the Agg backend and written to a file; nothing is shown and
 pyplot's global state is not used. Without matplotlib, :class:`FtlogError` says what to
 install.
@@ -8,17 +22,19 @@ install.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
+import numpy as np
 import pandas as pd
 
-from ftlog import analysis
 from ftlog.errors import FtlogError, UsageProblem
 from ftlog.export import compact_number
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 SHORT_NAMES = {
     "learning_rate": "lr",
@@ -38,210 +54,97 @@ DEFAULT_LABEL_KEYS = ("learning_rate", "batch_size", "n_epochs", "lora")
 LABEL_ORDER = (*DEFAULT_LABEL_KEYS, *(k for k in SHORT_NAMES if k not in DEFAULT_LABEL_KEYS))
 MAX_LABEL_KEYS = 5
 LossAxis = Literal["step", "tokens", "both"]
-LineStyle = Literal["-", "--", ":"]
+LineStyle = Literal["-", "--", ":", "-."]
+COLOURS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+"""matplotlib's ``tab10``: the jobs' colours, in order."""
+DASHES: tuple[LineStyle, ...] = ("-", "--", ":", "-.")
+"""A job's line style in the throughput chart: the first ten jobs solid, the next ten dashed..."""
+MARKERS = ("o", "^", "s", "D")
+"""...and its marker in the loss chart (where the line style tells the metric)."""
+MAX_JOBS = len(COLOURS) * len(DASHES)
+"""How many jobs a chart tells apart (each has its own colour and style)."""
+END_MARKERS = {"failed": "X", "cancelled": "8"}
+"""The marker that ends a failed or cancelled job's curves (an octagon: stopped)."""
+HATCHES = {"failed": "xxx", "cancelled": "///"}
+"""How a failed or cancelled job's bars are hatched."""
+UNFINISHED = "still running"
+LOG_SPREAD = 30.0
+"""An axis turns logarithmic when the largest job's values exceed the smallest's this many times."""
 LOSS_STYLES: dict[str, LineStyle] = {"train_loss": "-", "valid_loss": "--", "full_valid_loss": ":"}
-"""How each metric of :func:`ftlog.analysis.loss_curves` is drawn; the colour is the job's."""
-_LOSS_NAMES = {"train_loss": "train", "valid_loss": "valid", "full_valid_loss": "full valid"}
-_MARKERS_UP_TO = 40
+"""How each metric of :func:`ftlog.analysis.loss_curves` is drawn (colour, marker: the job's)."""
+_LOSS_NAMES = {
+    "train_loss": "train loss",
+    "valid_loss": "valid loss (a marker per evaluation)",
+    "full_valid_loss": "full valid loss (a marker per evaluation)",
+}
+_TRAIN_MARKERS = 8
+"""About this many markers on a train loss curve (one per point would blur into a line)."""
 _NOT_HYPERPARAMETERS = frozenset({"source", "job_id", "job_pk", "extra"})
+_Key = tuple[str, str]
 
 
-def plot_throughput(
-    job_ids: Sequence[str],
-    path: str | Path,
-    store: str | Engine | None = None,
-    *,
-    source: str | None = None,
-    elapsed: bool = False,
-) -> Path:
-    """Two panels, one line per job: trained tokens over time, and tokens/s per interval.
+@dataclass(frozen=True)
+class JobLook:
+    """How one job appears in every chart."""
 
-    With ``elapsed`` the time axis is hours since each job was first seen running (else
-    first seen), so jobs that ran at different times line up. Returns the path written.
-    """
-    _require_matplotlib()
-    ids = _known(job_ids, store, source)
-    snapshots = analysis.load_snapshots(store, job_ids=ids, source=source)
-    intervals = analysis.throughput(store, job_ids=ids, source=source)
-    hyper = analysis.load_hyperparameters(store, job_ids=ids, source=source)
+    key: _Key
+    """``(source, job_id)``, as the frames name it."""
+    name: str
+    """Its job id, or ``source/job_id`` when another source holds the same id."""
+    details: str
+    """The base model (when the jobs' models differ) and the main hyperparameters."""
+    status: str
+    colour: str
+    dash: LineStyle
+    marker: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}  {self.details}".rstrip()
+
+
+def job_looks(jobs: pd.DataFrame, hyperparameters: pd.DataFrame | None = None) -> list[JobLook]:
+    """One look per row of ``jobs`` (a frame with ``source``, ``job_id``, ``model`` and
+    ``status``, such as :func:`~ftlog.analysis.load_jobs` or the throughput summary), in its
+    order. Labels show the hyperparameters of :data:`DEFAULT_LABEL_KEYS` and those that
+    differ between the jobs."""
+    hyper = _empty_hyperparameters() if hyperparameters is None else hyperparameters
     keys = [*DEFAULT_LABEL_KEYS, *differing_hyperparameters(hyper)]
-    labels = hyperparameter_labels(hyper, keys=keys)
-    figure = _figure(figsize=(11, 7.5), rows=2, sharex=True)
-    tokens_ax, rate_ax = figure.axes
-    first_seen = snapshots.groupby("job_id")["first_observed_at"].min()
-    running = snapshots[snapshots["status"] == "running"]
-    starts = running.groupby("job_id")["first_observed_at"].min().combine_first(first_seen)
-    for job_id in ids:
-        snaps = snapshots[snapshots["job_id"] == job_id].sort_values("first_observed_at")
-        tokens = snaps["trained_tokens"].astype("float64")
-        label = f"{job_id}  {labels.get(job_id, '')}".rstrip()
-        if tokens.isna().all():
-            label += "  (no progress recorded)"
-        start = starts.get(job_id)
-        x = _x(snaps["first_observed_at"], start, elapsed)
-        (line,) = tokens_ax.plot(x, tokens, marker="o", markersize=3, label=label)
-        rows = intervals[intervals["job_id"] == job_id].sort_values("start")
-        if not rows.empty:
-            x = _x(pd.concat([rows["start"], rows["end"].iloc[-1:]]), start, elapsed)
-            rates = rows["tokens_per_s"].astype("float64")
-            y = pd.concat([rates, rates.iloc[-1:]])
-            rate_ax.step(x, y, where="post", color=line.get_color(), label=label)
-    tokens_ax.set_title("Trained tokens")
-    tokens_ax.set_ylabel("tokens")
-    rate_ax.set_title("Training speed per interval between snapshots")
-    rate_ax.set_ylabel("tokens / s")
-    for ax in figure.axes:
-        ax.grid(True, alpha=0.3)
-        ax.yaxis.set_major_formatter(_thousands())
-        ax.set_ylim(bottom=0)
-        if not ax.lines or all(pd.isna(line.get_ydata()).all() for line in ax.lines):
-            ax.text(
-                0.5,
-                0.5,
-                "nothing recorded yet",
-                ha="center",
-                va="center",
-                transform=ax.transAxes,
-                color="grey",
+    return _looks(jobs, hyper, keys)
+
+
+def _looks(jobs: pd.DataFrame, hyper: pd.DataFrame, keys: Sequence[str]) -> list[JobLook]:
+    labels = {(str(r["source"]), str(r["job_id"])): _row_label(r, keys) for r in _records(hyper)}
+    ids = jobs["job_id"].astype(str)
+    repeated = set(ids[ids.duplicated()])
+    models_differ = jobs["model"].astype(str).nunique() > 1
+    looks = []
+    for index, row in enumerate(_records(jobs)):
+        key = (str(row["source"]), str(row["job_id"]))
+        name = f"{key[0]}/{key[1]}" if key[1] in repeated else key[1]
+        model = short_model(str(row["model"])) if models_differ else ""
+        details = "  ".join(part for part in (model, labels.get(key, "")) if part)
+        style = index // len(COLOURS) % len(DASHES)
+        looks.append(
+            JobLook(
+                key=key,
+                name=name,
+                details=details,
+                status=str(row["status"]),
+                colour=COLOURS[index % len(COLOURS)],
+                dash=DASHES[style],
+                marker=MARKERS[style],
             )
-    tokens_ax.legend(loc="upper left", fontsize="small")
-    if elapsed:
-        rate_ax.set_xlabel("hours since the job was first seen running")
-    else:
-        _date_axis(rate_ax)
-    figure.suptitle("Fine-tuning throughput", fontweight="bold")
-    return _save(figure, path)
+        )
+    return looks
 
 
-def plot_compare(
-    job_ids: Sequence[str],
-    path: str | Path,
-    store: str | Engine | None = None,
-    *,
-    source: str | None = None,
-) -> Path:
-    """Bars per job: mean tokens/s and time running, labeled by the hyperparameters that differ."""
-    _require_matplotlib()
-    ids = _known(job_ids, store, source)
-    summary = analysis.throughput_summary(store, job_ids=ids, source=source).set_index("job_id")
-    hyper = analysis.load_hyperparameters(store, job_ids=ids, source=source)
-    labels = hyperparameter_labels(hyper, keys=differing_hyperparameters(hyper) or None)
-    names = [f"{job_id}\n{labels.get(job_id, '')}".rstrip() for job_id in ids]
-    summary = summary.reindex(ids)
-    rate = summary["mean_tokens_per_s"].astype("float64")
-    seconds = summary["running_s"].astype("float64")
-    scale, time_unit = _time_unit(seconds.max())
-    figure = _figure(figsize=(11, 1.5 + 0.8 * len(ids)), columns=2, sharey=True)
-    rate_ax, time_ax = figure.axes
-    positions = list(range(len(ids)))
-    for ax, values, texts, title, unit, color in (
-        (rate_ax, rate, [_short(v) for v in rate], "Mean training speed", "tokens / s", "tab:blue"),
-        (
-            time_ax,
-            seconds / scale,
-            [_hours(v) for v in seconds],
-            "Time running",
-            time_unit,
-            "tab:orange",
-        ),
-    ):
-        bars = ax.barh(positions, values.fillna(0), color=color)
-        ax.bar_label(bars, labels=texts, padding=3, fontsize="small")
-        ax.set_title(title)
-        ax.set_xlabel(unit)
-        ax.grid(True, axis="x", alpha=0.3)
-        ax.xaxis.set_major_formatter(_thousands())
-        ax.margins(x=0.15)
-    rate_ax.set_yticks(positions, names, fontsize="small")
-    rate_ax.invert_yaxis()
-    figure.suptitle("Fine-tuning jobs compared", fontweight="bold")
-    return _save(figure, path)
-
-
-def plot_loss(
-    job_ids: Sequence[str],
-    path: str | Path,
-    store: str | Engine | None = None,
-    *,
-    source: str | None = None,
-    x: LossAxis = "both",
-) -> Path:
-    """Train (solid), validation (dashed) and full validation (dotted) loss of several jobs
-    in one figure, one colour per job: against step, against trained tokens (estimated, see
-    :func:`ftlog.analysis.loss_curves`), or ``both`` side by side. Returns the path written.
-    """
-    _require_matplotlib()
-    if x not in ("step", "tokens", "both"):
-        raise UsageProblem(f"x must be step, tokens or both, not {x!r}")
-    ids = _known(job_ids, store, source)
-    curves = analysis.loss_curves(store, job_ids=ids, source=source)
-    hyper = analysis.load_hyperparameters(store, job_ids=ids, source=source)
-    labels = hyperparameter_labels(
-        hyper, keys=[*DEFAULT_LABEL_KEYS, *differing_hyperparameters(hyper)]
-    )
-    axes_x = (
-        ["step", "trained_tokens"] if x == "both" else ["step" if x == "step" else "trained_tokens"]
-    )
-    figure = _figure(figsize=(6.5 * len(axes_x) + 1, 6), columns=len(axes_x), sharey=True)
-    colours = _colours()
-    job_lines: list[Any] = []
-    drawn: set[str] = set()
-    for index, job_id in enumerate(ids):
-        colour = colours[index % len(colours)]
-        rows = curves[curves["job_id"] == job_id]
-        label = f"{job_id}  {labels.get(job_id, '')}".rstrip()
-        if rows.empty:
-            label += "  (no loss recorded)"
-        elif rows["trained_tokens"].isna().all() and "trained_tokens" in axes_x:
-            label += "  (trained tokens unknown)"
-        for ax, column in zip(figure.axes, axes_x, strict=True):
-            for metric, style in LOSS_STYLES.items():
-                points = rows[rows["metric"] == metric].dropna(subset=[column])
-                if points.empty:
-                    continue
-                ax.plot(
-                    points[column].astype("float64"),
-                    points["value"].astype("float64"),
-                    linestyle=style,
-                    color=colour,
-                    marker="o" if len(points) <= _MARKERS_UP_TO else None,
-                    markersize=3.5 if metric == "train_loss" else 4.5,
-                    linewidth=1.8 if metric == "train_loss" else 1.5,
-                )
-                drawn.add(metric)
-        job_lines.append(_legend_line(colour, "-", label))
-    titles = {
-        "step": ("Loss by step", "step"),
-        "trained_tokens": ("Loss by trained tokens", "trained tokens (estimated)"),
-    }
-    for ax, column in zip(figure.axes, axes_x, strict=True):
-        title, xlabel = titles[column]
-        ax.set_title(title)
-        ax.set_xlabel(xlabel)
-        ax.grid(True, alpha=0.3)
-        ax.set_xlim(left=0)
-        ax.xaxis.set_major_formatter(_compact() if column == "trained_tokens" else _thousands())
-        if not ax.lines:
-            ax.text(
-                0.5,
-                0.5,
-                "nothing recorded yet",
-                ha="center",
-                va="center",
-                transform=ax.transAxes,
-                color="grey",
-            )
-    figure.axes[0].set_ylabel("loss")
-    styles = [
-        _legend_line("black", LOSS_STYLES[m], _LOSS_NAMES[m]) for m in LOSS_STYLES if m in drawn
-    ]
-    figure.axes[0].add_artist(
-        figure.axes[0].legend(handles=job_lines, loc="upper right", fontsize="small", title="job")
-    )
-    if styles:
-        figure.axes[-1].legend(handles=styles, loc="center right", fontsize="small", title="loss")
-    figure.suptitle("Fine-tuning loss", fontweight="bold")
-    return _save(figure, path)
+def short_model(model: str) -> str:
+    """``meta-llama/Llama-3.1-8B-Instruct`` as ``Llama-3.1-8B``."""
+    return model.rpartition("/")[2].removesuffix("-Instruct")
 
 
 def differing_hyperparameters(hyper: pd.DataFrame) -> list[str]:
@@ -252,17 +155,17 @@ def differing_hyperparameters(hyper: pd.DataFrame) -> list[str]:
 
 def hyperparameter_labels(hyper: pd.DataFrame, keys: Sequence[str] | None = None) -> dict[str, str]:
     """A short label per job id, like ``lr=1e-5 bs=8 lora``; ``keys`` picks what to show
-    (default: learning rate, batch size, epochs, LoRA), at most four."""
+    (default: learning rate, batch size, epochs, LoRA), at most :data:`MAX_LABEL_KEYS`."""
+    return {str(row["job_id"]): _row_label(row, keys) for row in _records(hyper)}
+
+
+def _row_label(row: dict[str, Any], keys: Sequence[str] | None) -> str:
     wanted = set(keys or DEFAULT_LABEL_KEYS)
     ordered = [k for k in LABEL_ORDER if k in wanted] + sorted(wanted - set(LABEL_ORDER))
-    chosen = [k for k in ordered if k in hyper.columns][:MAX_LABEL_KEYS]
-    labels: dict[str, str] = {}
-    for row in hyper.to_dict(orient="records"):
-        # LoRA's rank, alpha and dropout mean nothing for a full fine-tune.
-        shown = [k for k in chosen if not (k.startswith("lora_") and row.get("lora") is False)]
-        parts = [_label_part(key, row.get(key)) for key in shown]
-        labels[str(row["job_id"])] = " ".join(part for part in parts if part)
-    return labels
+    chosen = [k for k in ordered if k in row][:MAX_LABEL_KEYS]
+    # LoRA's rank, alpha and dropout mean nothing for a full fine-tune.
+    shown = [k for k in chosen if not (k.startswith("lora_") and row.get("lora") is False)]
+    return " ".join(part for part in (_label_part(k, row.get(k)) for k in shown) if part)
 
 
 def _label_part(key: str, value: Any) -> str:
@@ -274,54 +177,300 @@ def _label_part(key: str, value: Any) -> str:
     return f"{SHORT_NAMES.get(key, key)}={text}"
 
 
-def _known(job_ids: Sequence[str], store: str | Engine | None, source: str | None) -> list[str]:
-    ids = list(dict.fromkeys(job_ids))
-    if not ids:
-        raise UsageProblem("name at least one JOB_ID to plot")
-    jobs = analysis.load_jobs(store, job_ids=ids, source=source)
-    missing = [job_id for job_id in ids if job_id not in set(jobs["job_id"])]
-    if missing:
-        where = f" in source {source}" if source else ""
-        raise UsageProblem(f"unknown job id{'s' * (len(missing) > 1)}{where}: {', '.join(missing)}")
-    twice = jobs[jobs["job_id"].duplicated(keep=False)]
-    if len(twice):
-        names = ", ".join(sorted(set(twice["source"])))
-        raise UsageProblem(
-            f"job {twice['job_id'].iloc[0]} is recorded under several sources ({names}); "
-            "use --source"
-        )
-    return ids
+# --- the charts -------------------------------------------------------------------------------
 
 
-def _x(times: pd.Series, start: Any, elapsed: bool) -> Any:
-    times = pd.to_datetime(times, utc=True)
+def plot_throughput(
+    intervals: pd.DataFrame,
+    snapshots: pd.DataFrame,
+    jobs: pd.DataFrame,
+    path: str | Path,
+    *,
+    hyperparameters: pd.DataFrame | None = None,
+    elapsed: bool = False,
+) -> Path:
+    """Write :func:`throughput_figure` to ``path`` (its suffix picks the format)."""
+    figure = throughput_figure(
+        intervals, snapshots, jobs, hyperparameters=hyperparameters, elapsed=elapsed
+    )
+    return save(figure, path)
+
+
+def throughput_figure(
+    intervals: pd.DataFrame,
+    snapshots: pd.DataFrame,
+    jobs: pd.DataFrame,
+    *,
+    hyperparameters: pd.DataFrame | None = None,
+    elapsed: bool = False,
+) -> Figure:
+    """Two panels, one line per job of ``jobs``: trained tokens over time (from
+    :func:`~ftlog.analysis.load_snapshots`), and tokens/s per interval (from
+    :func:`~ftlog.analysis.throughput`).
+
+    With ``elapsed`` the time axis is the time since each job was first seen running (else
+    first seen), in seconds, minutes or hours, so jobs that ran at different times line up.
+    """
+    _require_matplotlib()
+    looks = job_looks(jobs, hyperparameters)
+    figure = _figure(_width(looks), 7.5, rows=2, sharex=True)
+    tokens_ax, rate_ax = figure.axes
+    snaps_by_job = _by_job(snapshots)
+    intervals_by_job = _by_job(intervals)
+    starts = _running_starts(snapshots)
+    scale, unit = _time_unit(_longest_seen(snapshots, starts)) if elapsed else (1.0, "")
+    handles = []
+    for look in looks:
+        snaps = snaps_by_job.get(look.key, snapshots.iloc[:0]).sort_values("first_observed_at")
+        tokens = snaps["trained_tokens"].astype("float64").to_numpy()
+        start = starts.get(look.key)
+        label = look.label
+        if np.isnan(tokens).all():
+            label += "  (no progress recorded)"
+        style: dict[str, Any] = {"color": look.colour, "linestyle": look.dash, "linewidth": 1.6}
+        x = _x(snaps["first_observed_at"], start, elapsed, scale)
+        tokens_ax.plot(x, tokens, **style)
+        _mark_end(tokens_ax, look, x, tokens)
+        rows = intervals_by_job.get(look.key)
+        if rows is not None and not rows.empty:
+            rows = rows.sort_values("start")
+            x = _x(pd.concat([rows["start"], rows["end"].iloc[-1:]]), start, elapsed, scale)
+            rates = rows["tokens_per_s"].astype("float64").to_numpy()
+            y = np.append(rates, rates[-1:])
+            rate_ax.step(x, y, where="post", **style)
+            _mark_end(rate_ax, look, x, y)
+        handles.append(_line(look.colour, look.dash, label))
+    tokens_ax.set_title("Trained tokens")
+    rate_ax.set_title("Training speed per interval between snapshots")
+    for ax, quantity in ((tokens_ax, "tokens"), (rate_ax, "tokens / s")):
+        ax.grid(True, alpha=0.3)
+        _number_axis(ax, "y", quantity)
+        _say_if_empty(ax)
     if elapsed:
-        return ((times - pd.Timestamp(start)).dt.total_seconds() / 3600).to_numpy()
-    return times.dt.tz_localize(None).to_numpy()
+        rate_ax.set_xlabel(f"{unit} since the job was first seen running")
+    else:
+        _date_axis(rate_ax)
+    _legends(figure, handles, _end_keys(figure))
+    figure.suptitle("Fine-tuning throughput", fontweight="bold")
+    return figure
+
+
+def plot_compare(
+    summary: pd.DataFrame,
+    path: str | Path,
+    *,
+    hyperparameters: pd.DataFrame | None = None,
+) -> Path:
+    """Write :func:`compare_figure` to ``path`` (its suffix picks the format)."""
+    return save(compare_figure(summary, hyperparameters=hyperparameters), path)
+
+
+def compare_figure(summary: pd.DataFrame, *, hyperparameters: pd.DataFrame | None = None) -> Figure:
+    """Bars per job of ``summary`` (:func:`~ftlog.analysis.throughput_summary`): mean
+    tokens/s and time running, labelled by the base model when it differs and by the
+    hyperparameters that differ. Failed and cancelled jobs' bars are hatched and say so."""
+    _require_matplotlib()
+    hyper = _empty_hyperparameters() if hyperparameters is None else hyperparameters
+    looks = _looks(summary, hyper, differing_hyperparameters(hyper))
+    names = [f"{look.name}\n{look.details}".rstrip() for look in looks]
+    rate = summary["mean_tokens_per_s"].astype("float64").to_numpy()
+    seconds = summary["running_s"].astype("float64").to_numpy()
+    scale, time_unit = _time_unit(np.nanmax(seconds, initial=0.0))
+    notes = [_status_note(look.status) for look in looks]
+    figure = _figure(12, 1.8 + 0.55 * max(len(looks), 2), columns=2, sharey=True)
+    rate_ax, time_ax = figure.axes
+    positions = np.arange(len(looks))
+    panels = (
+        (rate_ax, rate, [compact(v) for v in rate], "Mean training speed", "tokens / s"),
+        (time_ax, seconds / scale, [_duration(v) for v in seconds], "Time running", time_unit),
+    )
+    for (ax, values, texts, title, unit), colour in zip(
+        panels, ("#1f77b4", "#ff7f0e"), strict=True
+    ):
+        bars = ax.barh(positions, np.nan_to_num(values), color=colour, edgecolor="#333333")
+        for bar, look in zip(bars, looks, strict=True):
+            bar.set_hatch(HATCHES.get(look.status, ""))
+            if look.status not in ("succeeded", *HATCHES):
+                bar.set_alpha(0.45)
+        shown = [f"{text}  {note}".rstrip() for text, note in zip(texts, notes, strict=True)]
+        ax.bar_label(bars, labels=shown, padding=3, fontsize="small")
+        ax.set_title(title)
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.margins(x=0.4)
+        # Durations stay linear: a short bar beside a long one is what there is to see.
+        _number_axis(ax, "x", unit, peaks=values if ax is rate_ax else [])
+    rate_ax.set_yticks(positions, names, fontsize="small")
+    rate_ax.invert_yaxis()
+    keys = [_patch(HATCHES[s], s) for s in HATCHES if any(look.status == s for look in looks)]
+    if any(note == UNFINISHED for note in notes):
+        keys.append(_patch("", f"{UNFINISHED} (so far)", alpha=0.45))
+    _legends(figure, [], keys)
+    figure.suptitle("Fine-tuning jobs compared", fontweight="bold")
+    return figure
+
+
+def plot_loss(
+    curves: pd.DataFrame,
+    jobs: pd.DataFrame,
+    path: str | Path,
+    *,
+    hyperparameters: pd.DataFrame | None = None,
+    x: LossAxis = "both",
+) -> Path:
+    """Write :func:`loss_figure` to ``path`` (its suffix picks the format)."""
+    return save(loss_figure(curves, jobs, hyperparameters=hyperparameters, x=x), path)
+
+
+def loss_figure(
+    curves: pd.DataFrame,
+    jobs: pd.DataFrame,
+    *,
+    hyperparameters: pd.DataFrame | None = None,
+    x: LossAxis = "both",
+) -> Figure:
+    """Train (solid), validation (dashed) and full validation (dotted) loss of the jobs of
+    ``jobs`` in one figure, from :func:`~ftlog.analysis.loss_curves`: against step, against
+    trained tokens (estimated), or ``both`` side by side. Each job has its colour and marker.
+    """
+    _require_matplotlib()
+    if x not in ("step", "tokens", "both"):
+        raise UsageProblem(f"x must be step, tokens or both, not {x!r}")
+    looks = job_looks(jobs, hyperparameters)
+    columns = {"step": ["step"], "tokens": ["trained_tokens"]}.get(x, ["step", "trained_tokens"])
+    figure = _figure(_width(looks, 6.0 * len(columns)), 6, columns=len(columns), sharey=True)
+    by_job = _by_job(curves)
+    handles = []
+    drawn: set[str] = set()
+    for look in looks:
+        rows = by_job.get(look.key, curves.iloc[:0])
+        label = look.label
+        if rows.empty:
+            label += "  (no loss recorded)"
+        elif rows["trained_tokens"].isna().all() and "trained_tokens" in columns:
+            label += "  (trained tokens unknown)"
+        for ax, column in zip(figure.axes, columns, strict=True):
+            for metric, style in LOSS_STYLES.items():
+                points = rows[rows["metric"] == metric].dropna(subset=[column])
+                if points.empty:
+                    continue
+                xs = points[column].astype("float64").to_numpy()
+                ys = points["value"].astype("float64").to_numpy()
+                train = metric == "train_loss"
+                ax.plot(
+                    xs,
+                    ys,
+                    linestyle=style,
+                    color=look.colour,
+                    marker=look.marker,
+                    markevery=max(1, len(xs) // _TRAIN_MARKERS) if train else None,
+                    markersize=4 if train else 5,
+                    linewidth=1.6 if train else 1.3,
+                )
+                _mark_end(ax, look, xs, ys)
+                drawn.add(metric)
+        handles.append(_line(look.colour, "-", label, marker=look.marker))
+    titles = {
+        "step": ("Loss by step", "step"),
+        "trained_tokens": ("Loss by trained tokens", "trained tokens, estimated"),
+    }
+    for ax, column in zip(figure.axes, columns, strict=True):
+        title, xlabel = titles[column]
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        _number_axis(ax, "x", xlabel)
+        _say_if_empty(ax)
+    figure.axes[0].set_ylabel("loss")
+    keys = [
+        _line("#555555", style, _LOSS_NAMES[m], marker="" if m == "train_loss" else "o")
+        for m, style in LOSS_STYLES.items()
+        if m in drawn
+    ]
+    _legends(figure, handles, keys + _end_keys(figure))
+    figure.suptitle("Fine-tuning loss", fontweight="bold")
+    return figure
+
+
+def save(figure: Figure, path: str | Path) -> Path:
+    """Write ``figure`` to ``path``, its suffix (default png) picking the format."""
+    target = Path(path)
+    suffix = target.suffix.lower().lstrip(".")
+    supported = figure.canvas.get_supported_filetypes()
+    if suffix and suffix not in supported:
+        kinds = ", ".join(sorted(supported))
+        raise UsageProblem(f"cannot write a .{suffix} image; use one of: {kinds}")
+    try:
+        figure.savefig(target, dpi=120, format=suffix or "png")
+    except OSError as err:
+        raise UsageProblem(f"cannot write {target}: {err.strerror or err}") from None
+    return target
+
+
+# --- numbers and times ------------------------------------------------------------------------
+
+
+def compact(value: Any) -> str:
+    """A number in at most four characters and a unit: ``950``, ``12.5k``, ``1.2M``, ``3B``;
+    ``n/a`` for a missing one."""
+    if value is None or pd.isna(value):
+        return "n/a"
+    number = float(value)
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(number) >= size * 0.9995:
+            return f"{_significant(number / size)}{unit}"
+    return _significant(number)
+
+
+def _significant(number: float) -> str:
+    """Three significant digits at most, no trailing zeros: 1.25, 12.5, 125, 0.5."""
+    if number == 0:
+        return "0"
+    digits = max(0, 2 - int(np.floor(np.log10(abs(number)))))
+    return f"{number:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{number:.0f}"
+
+
+def _duration(seconds: Any) -> str:
+    """A bar label for a duration: ``1 h 05 min``, ``12 min 30 s``, ``45 s``."""
+    if seconds is None or pd.isna(seconds):
+        return "n/a"
+    whole = round(float(seconds))
+    if whole >= 3600:
+        minutes = round(whole / 60)
+        return f"{minutes // 60} h {minutes % 60:02d} min"
+    if whole >= 600:
+        return f"{round(whole / 60)} min"
+    return f"{whole // 60} min {whole % 60:02d} s" if whole >= 60 else f"{whole} s"
 
 
 def _time_unit(longest: Any) -> tuple[float, str]:
     """Seconds per unit, and the unit, for an axis whose longest duration is ``longest`` s."""
-    if longest is None or pd.isna(longest) or longest >= 7200:
+    if longest is None or pd.isna(longest) or longest >= 3 * 3600:
         return 3600.0, "hours"
-    return (60.0, "minutes") if longest >= 120 else (1.0, "seconds")
+    return (60.0, "minutes") if longest >= 180 else (1.0, "seconds")
 
 
-def _hours(seconds: Any) -> str:
-    """A bar label for a duration: ``h:mm h``, or ``m:ss min`` under an hour."""
-    if seconds is None or pd.isna(seconds):
-        return "n/a"
-    if seconds < 3600:
-        whole = round(float(seconds))
-        return f"{whole // 60}:{whole % 60:02d} min"
-    minutes = round(float(seconds) / 60)
-    return f"{minutes // 60}:{minutes % 60:02d} h"
+def _running_starts(snapshots: pd.DataFrame) -> dict[_Key, pd.Timestamp]:
+    """Per job: when it was first seen running, else first seen."""
+    keys = ["source", "job_id"]
+    first_seen = snapshots.groupby(keys)["first_observed_at"].min()
+    running = snapshots[snapshots["status"] == "running"]
+    started = running.groupby(keys)["first_observed_at"].min().combine_first(first_seen)
+    return {_as_key(index): t for index, t in started.items()}
 
 
-def _short(value: Any) -> str:
-    if value is None or pd.isna(value):
-        return "n/a"
-    return f"{value:,.1f}" if abs(value) < 1000 else f"{value:,.0f}"
+def _longest_seen(snapshots: pd.DataFrame, starts: dict[_Key, pd.Timestamp]) -> float:
+    last = snapshots.groupby(["source", "job_id"])["first_observed_at"].max()
+    spans = [(t - starts[_as_key(index)]).total_seconds() for index, t in last.items()]
+    return max(spans, default=0.0)
+
+
+def _x(times: pd.Series, start: Any, elapsed: bool, scale: float) -> Any:
+    times = pd.to_datetime(times, utc=True)
+    if elapsed:
+        return ((times - pd.Timestamp(start)).dt.total_seconds() / scale).to_numpy()
+    return times.dt.tz_localize(None).to_numpy()
+
+
+# --- drawing ----------------------------------------------------------------------------------
 
 
 def _require_matplotlib() -> None:
@@ -334,69 +483,163 @@ def _require_matplotlib() -> None:
 
 
 def _figure(
-    figsize: tuple[float, float],
+    width: float,
+    height: float,
     rows: int = 1,
     columns: int = 1,
     *,
     sharex: bool = False,
     sharey: bool = False,
-) -> Any:
+) -> Figure:
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=figsize, layout="constrained")
+    figure = Figure(figsize=(width, height), layout="constrained")
     figure.subplots(rows, columns, squeeze=False, sharex=sharex, sharey=sharey)
     return figure
 
 
-def _colours() -> list[str]:
-    from matplotlib import rcParams
+def _width(looks: Sequence[JobLook], data: float = 8.0) -> float:
+    """The figure's width: the data, and the legend of job labels beside it."""
+    longest = max((len(look.label) for look in looks), default=0)
+    return data + 1.0 + min(longest, 80) * 0.075
 
-    return list(rcParams["axes.prop_cycle"].by_key()["color"])
+
+def _legends(figure: Figure, jobs: list[Any], keys: list[Any]) -> None:
+    """The jobs' legend to the right of the charts, the key to symbols below them."""
+    if jobs:
+        figure.legend(
+            handles=jobs, loc="outside right upper", fontsize="small", title="job", frameon=False
+        )
+    if keys:
+        figure.legend(
+            handles=keys, loc="outside lower center", ncols=min(len(keys), 4), fontsize="small"
+        )
 
 
-def _legend_line(colour: str, style: LineStyle, label: str) -> Any:
+def _end_keys(figure: Figure) -> list[Any]:
+    """Legend entries for the end markers the charts hold (markers drawn without a line)."""
+    drawn = {
+        line.get_marker()
+        for ax in figure.axes
+        for line in ax.lines
+        if line.get_linestyle() == "None"
+    }
+    return [
+        _line("#555555", "", f"{status}: where the job ended", marker=marker, size=9)
+        for status, marker in END_MARKERS.items()
+        if marker in drawn
+    ]
+
+
+def _mark_end(ax: Axes, look: JobLook, x: Any, y: Any) -> None:
+    """A failed or cancelled job's marker at the last point of its curve."""
+    marker = END_MARKERS.get(look.status)
+    finite = ~np.isnan(np.asarray(y, dtype="float64"))
+    if marker is None or not finite.any():
+        return
+    last = np.flatnonzero(finite)[-1]
+    ax.plot(
+        [x[last]],
+        [y[last]],
+        marker=marker,
+        markersize=10,
+        color=look.colour,
+        markeredgecolor="black",
+        linestyle="none",
+        zorder=5,
+    )
+
+
+def _line(
+    colour: str, style: LineStyle | Literal[""], label: str, *, marker: str = "", size: float = 5
+) -> Any:
     from matplotlib.lines import Line2D
 
-    return Line2D([], [], color=colour, linestyle=style, linewidth=1.8, label=label)
+    return Line2D(
+        [],
+        [],
+        color=colour,
+        linestyle=style or "none",
+        linewidth=1.6,
+        marker=marker or None,
+        markersize=size,
+        markeredgecolor="black" if not style else colour,
+        label=label,
+    )
 
 
-def _compact() -> Any:
-    """Tick labels like 500, 20k, 1.5M, 2B."""
-    from matplotlib.ticker import FuncFormatter
+def _patch(hatch: str, label: str, alpha: float = 1.0) -> Any:
+    from matplotlib.patches import Patch
 
-    def text(value: float, _pos: Any) -> str:
-        for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-            if abs(value) >= size:
-                return f"{value / size:g}{unit}"
-        return f"{value:g}"
-
-    return FuncFormatter(text)
+    return Patch(facecolor="#bbbbbb", edgecolor="#333333", hatch=hatch, alpha=alpha, label=label)
 
 
-def _thousands() -> Any:
-    from matplotlib.ticker import FuncFormatter
+def _status_note(status: str) -> str:
+    if status in HATCHES:
+        return status
+    return "" if status == "succeeded" else UNFINISHED
 
-    return FuncFormatter(lambda value, _pos: f"{value:,.0f}" if abs(value) >= 10 else f"{value:g}")
+
+def _number_axis(ax: Axes, which: Literal["x", "y"], label: str, peaks: Any = None) -> None:
+    """Compact tick labels from zero; a log scale, said in the label, when the jobs' values
+    (``peaks``, default: each line's largest) span more than :data:`LOG_SPREAD` times, so
+    that a 15k tokens/s job still shows beside a 1.5M one."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    if peaks is None:
+        data = [ln.get_xdata() if which == "x" else ln.get_ydata() for ln in ax.lines]
+        values = [np.asarray(d, "float64") for d in data]
+        peaks = [np.max(v, initial=0.0, where=~np.isnan(v)) for v in values]
+    positive = np.asarray(peaks, "float64")
+    positive = positive[positive > 0]
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    if len(positive) > 1 and positive.max() > LOG_SPREAD * positive.min():
+        (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+        axis.set_minor_formatter(NullFormatter())
+        label += " (log scale)"
+    else:
+        (ax.set_xlim if which == "x" else ax.set_ylim)(0, None)
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: compact(value)))
+    axis.set_label_text(label)
 
 
-def _date_axis(ax: Any) -> None:
+def _date_axis(ax: Axes) -> None:
+    """Clock times that say what they are: ``21:50``, or ``21:49:55`` when seconds matter,
+    never a bare ``55``; the date in the corner."""
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 
     locator = AutoDateLocator()  # type: ignore[no-untyped-call]
+    formats = ["%Y", "%b", "%d %b", "%H:%M", "%H:%M", "%H:%M:%S"]
+    zero = ["", "%Y", "%b", "%d %b", "%H:%M", "%H:%M:%S"]
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(
+        ConciseDateFormatter(locator, formats=formats, zero_formats=zero)  # type: ignore[no-untyped-call]
+    )
     ax.set_xlabel("time (UTC)")
 
 
-def _save(figure: Any, path: str | Path) -> Path:
-    target = Path(path)
-    suffix = target.suffix.lower().lstrip(".")
-    supported = figure.canvas.get_supported_filetypes()
-    if suffix and suffix not in supported:
-        kinds = ", ".join(sorted(supported))
-        raise UsageProblem(f"cannot write a .{suffix} image; use one of: {kinds}")
-    try:
-        figure.savefig(target, dpi=150, format=suffix or "png")
-    except OSError as err:
-        raise UsageProblem(f"cannot write {target}: {err.strerror or err}") from None
-    return target
+def _say_if_empty(ax: Axes) -> None:
+    if not ax.lines or all(
+        np.isnan(np.asarray(line.get_ydata(), "float64")).all() for line in ax.lines
+    ):
+        ax.text(0.5, 0.5, "nothing recorded yet", ha="center", va="center", transform=ax.transAxes)
+
+
+def _by_job(frame: pd.DataFrame) -> dict[_Key, pd.DataFrame]:
+    groups = frame.groupby(["source", "job_id"], sort=False)
+    return {_as_key(index): rows for index, rows in groups}
+
+
+def _as_key(index: Any) -> _Key:
+    """A ``(source, job_id)`` group key as strings."""
+    source, job_id = index
+    return str(source), str(job_id)
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    return cast("list[dict[str, Any]]", records)
+
+
+def _empty_hyperparameters() -> pd.DataFrame:
+    return pd.DataFrame({"source": pd.Series(dtype=str), "job_id": pd.Series(dtype=str)})

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 
@@ -114,6 +117,37 @@ def test_quick_demo_store_holds_every_life(quick_demo: tuple[Path, Result]) -> N
     assert sorted(path.name for path in output.iterdir()) == sorted(
         name for name in demo.DEMO_FILES if not name.endswith(("-wal", "-shm"))
     )
+
+
+def test_quick_demo_store_is_on_one_clock(quick_demo: tuple[Path, Result]) -> None:
+    """The API's timestamps and ftlog's observations agree: every change is seen after the
+    job was created, each job's finished_at lies in the poll where ftlog saw it end, and the
+    time queued is what the simulated job was given, to the transitions' uncertainty."""
+    output, _ = quick_demo
+    store = str(output / demo.DB_NAME)
+    jobs = _by_job(analysis.load_jobs(store))
+    summary = _by_job(analysis.throughput_summary(store))
+    history = analysis.load_status_history(store)
+    poll = timedelta(seconds=demo.POLL_SIMULATED_SECONDS)
+    for job in demo.demo_jobs():
+        created, finished = jobs[job.id]["created_at"], jobs[job.id]["finished_at"]
+        changes = _by_job(history[history["job_id"] == job.id], key="to_status")
+        assert all(change["observed_at"] >= created for change in changes.values()), job.id
+        end = changes[job.outcome]
+        assert end["previous_observed_at"] - poll <= finished <= end["observed_at"], job.id
+        # the simulated job: validating, then queued, then running from `started`
+        queued = job.queued * 60
+        started = created + timedelta(minutes=job.validating + job.queued)
+        start = changes["running"]
+        assert start["previous_observed_at"] - poll <= started <= start["observed_at"], job.id
+        slack = changes["queued"]["uncertainty_s"] + start["uncertainty_s"] + 1
+        assert abs(summary[job.id]["queued_s"] - queued) <= slack, job.id
+        assert abs((summary[job.id]["started_at"] - started).total_seconds()) <= slack, job.id
+
+
+def _by_job(frame: pd.DataFrame, key: str = "job_id") -> dict[str, dict[str, Any]]:
+    """One record per ``key`` value (the last, if several)."""
+    return {str(row[key]): {str(k): v for k, v in row.items()} for row in frame.to_dict("records")}
 
 
 def test_the_demo_exports_what_ftlog_export_does() -> None:

@@ -15,11 +15,11 @@ from ftlog.cli.options import chosen_prices, db_option, prices_option
 from ftlog.cli.report import (
     COST_TABLE_COLUMNS,
     REPORT_FORMATS,
-    _emit,
-    _filters,
-    _selecting,
+    emit,
     filter_options,
     format_option,
+    selecting_store,
+    selection_filters,
 )
 
 if TYPE_CHECKING:
@@ -84,8 +84,8 @@ def compare(
     if by is not None and show_all:
         raise click.UsageError("--all applies to the per-job comparison, not to --by")
     prices = chosen_prices(prices_path)
-    filters = _filters(statuses, model, source, since, until, job_ids)
-    with _selecting(db_url, filters) as engine:
+    filters = selection_filters(statuses, model, source, since, until, job_ids)
+    with selecting_store(db_url, filters) as engine:
         if by is not None:
             frame = analysis.compare_by(engine, by, prices=prices, **filters)
         else:
@@ -93,7 +93,7 @@ def compare(
                 engine, only_different=not show_all, prices=prices, **filters
             )
     if fmt != "table" or by is not None:
-        _emit(frame, fmt)
+        emit(frame, fmt)
     else:
         click.echo(_comparison_table(frame))
 
@@ -153,9 +153,9 @@ def trends(
     """
     from ftlog import analysis
 
-    filters = _filters(statuses, model, source, since, until)
-    with _selecting(db_url, filters) as engine:
+    filters = selection_filters(statuses, model, source, since, until)
+    with selecting_store(db_url, filters) as engine:
         frame = analysis.trends(
             engine, every=cast("Period", every), by_model=not all_models, **filters
         )
-    _emit(frame, fmt)
+    emit(frame, fmt)

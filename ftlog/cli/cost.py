@@ -10,11 +10,11 @@ import click
 from ftlog.cli.options import chosen_prices, db_option, prices_option
 from ftlog.cli.report import (
     REPORT_FORMATS,
-    _emit,
-    _filters,
-    _selecting,
+    emit,
     filter_options,
     format_option,
+    selecting_store,
+    selection_filters,
 )
 
 if TYPE_CHECKING:
@@ -61,12 +61,12 @@ def cost(
     from ftlog import analysis, export
 
     prices = chosen_prices(prices_path)
-    filters = _filters(statuses, model, source, since, until)
+    filters = selection_filters(statuses, model, source, since, until)
     group = cast("CostGroup", by)
-    with _selecting(db_url, filters) as engine:
+    with selecting_store(db_url, filters) as engine:
         totals = analysis.cost_totals(engine, by=group, prices=prices, **filters)
     if fmt != "table" or totals.empty:
-        _emit(totals, fmt)
+        emit(totals, fmt)
     else:
         click.echo(export.format_table(totals, max_width=50))
         click.echo(f"\n{_footer(analysis.currency_totals(totals), bool(prices))}")

@@ -53,17 +53,18 @@ class _Live:
 @click.option(
     "--speed",
     type=click.FloatRange(min=1, max=1000),
-    help="Simulated seconds per real second. Default: 60 (about 40 s), 480 with --quick.",
+    help="Simulated seconds per real second. Default: 90 (about 20 s), 480 with --quick.",
 )
-@click.option("--quick", is_flag=True, help="A shorter run (about 5 s), for tests and CI.")
+@click.option("--quick", is_flag=True, help="A shorter run (about 4 s), for tests and CI.")
 @verbosity_options
 def demo(output: Path, speed: float | None, quick: bool) -> None:
     """Run ftlog end to end on a simulated API, in under a minute.
 
     Starts the built-in simulated fine-tuning API on a free loopback port with seven jobs
-    (time accelerated), snapshots them into a fresh SQLite store in OUTPUT while they
-    train, then prints the throughput summary and the hyperparameter comparison, writes
-    CSV exports and PNG plots into OUTPUT, and suggests commands to try next.
+    (time accelerated, and ftlog observing on the simulated clock), snapshots them into a
+    fresh SQLite store in OUTPUT while they train, then prints the throughput summary and
+    the hyperparameter comparison, writes CSV exports and PNG plots into OUTPUT, and
+    suggests commands to try next.
 
     Progress goes to stderr (-q: none); the report to stdout.
     """

@@ -150,7 +150,7 @@ def _store(db_url: str | None) -> Iterator[Engine]:
 
 
 @contextmanager
-def _selecting(db_url: str | None, filters: dict[str, Any]) -> Iterator[Engine]:
+def selecting_store(db_url: str | None, filters: dict[str, Any]) -> Iterator[Engine]:
     """The store, for reading the jobs ``filters`` select: a status that cannot be right is
     an error (exit code 2), a model or source no recorded job has gets a hint on stderr."""
     from ftlog.errors import UsageProblem
@@ -172,7 +172,7 @@ def _selecting(db_url: str | None, filters: dict[str, Any]) -> Iterator[Engine]:
         yield engine
 
 
-def _filters(
+def selection_filters(
     statuses: Sequence[str],
     model: str | None,
     source: str | None,
@@ -204,7 +204,7 @@ def _json_columns() -> set[str]:
     }
 
 
-def _emit(frame: pd.DataFrame, fmt: str, table_columns: Sequence[str] = ()) -> None:
+def emit(frame: pd.DataFrame, fmt: str, table_columns: Sequence[str] = ()) -> None:
     """Print ``frame``; a table keeps ``table_columns`` (if given) and drops a ``source``
     column that has one value only."""
     from ftlog import export
@@ -259,11 +259,11 @@ def jobs(
     """
     from ftlog import analysis
 
-    filters = _filters(statuses, model, source, since, until)
-    with _selecting(db_url, filters) as engine:
+    filters = selection_filters(statuses, model, source, since, until)
+    with selecting_store(db_url, filters) as engine:
         frame = analysis.load_jobs(engine, **filters)
     newest_first = frame.iloc[::-1].reset_index(drop=True)
-    _emit(newest_first if limit is None else newest_first.head(limit), fmt, JOB_TABLE_COLUMNS)
+    emit(newest_first if limit is None else newest_first.head(limit), fmt, JOB_TABLE_COLUMNS)
 
 
 @click.command()
@@ -406,8 +406,8 @@ def throughput(
     if intervals and prices_path is not None:
         raise click.UsageError("--prices applies to the summary, not to --intervals")
     prices = chosen_prices(prices_path)
-    filters = _filters(statuses, model, source, since, until, job_ids)
-    with _selecting(db_url, filters) as engine:
+    filters = selection_filters(statuses, model, source, since, until, job_ids)
+    with selecting_store(db_url, filters) as engine:
         filters = _resolved(engine, filters)
         if intervals:
             frame = analysis.throughput(engine, **filters)
@@ -417,7 +417,7 @@ def throughput(
     if not intervals:
         priced = frame["estimated_cost"].notna().any()
         table_columns = SUMMARY_TABLE_COLUMNS + (COST_TABLE_COLUMNS if priced else ())
-    _emit(frame, fmt, table_columns)
+    emit(frame, fmt, table_columns)
 
 
 _EXPORT_HELP = "\n".join(
@@ -492,7 +492,7 @@ def export(
     from ftlog import export as writer
 
     file_format = writer.infer_format(output, fmt)
-    filters = _filters(statuses, model, source, since, until, job_ids)
+    filters = selection_filters(statuses, model, source, since, until, job_ids)
     if show_all and name != "comparison":
         raise click.UsageError("--all applies to export comparison only")
     if by is not None and name not in ("cost", "comparison"):
@@ -507,7 +507,7 @@ def export(
     if prices_path is not None and name not in PRICED_EXPORTS:
         raise click.UsageError(f"--prices applies to export {', '.join(PRICED_EXPORTS)}")
     prices = chosen_prices(prices_path)
-    with _selecting(db_url, filters) as engine:
+    with selecting_store(db_url, filters) as engine:
         filters = _resolved(engine, filters)
         frame = _export_frame(engine, name, filters, show_all, by, every, prices)
     writer.write_frame(

@@ -11,16 +11,15 @@ a large batch of long contexts, runs out of memory, and another is cancelled hal
 seventh fine-tunes a larger model. They are created a few minutes apart and some wait in the
 queue while others train.
 
-**Two clocks.** The simulated API runs ``speed`` times faster than the wall clock (60 by
-default: a simulated minute takes a second), so its own timestamps (``created_at``,
-``finished_at``, ``estimated_finish``) describe jobs of twenty-odd minutes. ftlog stamps its
-observations with the wall clock, so the durations and speeds it measures are in real seconds.
-The jobs are sized so that those measured speeds are what the simulated hardware would reach
-(an 8B model around 14,000 tokens/s): a job trains ``speed`` times fewer tokens than its
-simulated duration would suggest. The simulated clock is set so that the last job ends when
-the demo sees it end: the simulated timestamps all lie in the past by then. When the
-snapshots fall behind (a busy machine), simulated time waits for them (:class:`PacedClock`),
-so every status change is still seen; the demo then takes longer, up to a limit.
+**One clock.** The simulated API runs ``speed`` times faster than the wall clock (90 by
+default: a simulated minute takes two thirds of a second), and ftlog stamps its observations
+with the same simulated clock, so the store is consistent: the API's ``created_at`` and
+``finished_at`` lie where ftlog saw the jobs appear and end, and the durations and speeds it
+measures are those of the simulated hardware (an 8B model around 14,000 tokens/s, jobs of a
+quarter of an hour). The simulated clock is set so that the last job ends about when the
+demo sees it end: the stored times all lie in the past by then. When the snapshots fall
+behind (a busy machine), simulated time waits for them (:class:`PacedClock`), so every status
+change is still seen; the demo then takes longer, up to a limit.
 
 **The output folder** is created if needed. A folder holding something else is refused; the
 files of an earlier demo (recognized by the marker file ``.ftlog-demo``) are replaced, and

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from ftlog import export
-from ftlog.demo.run import DB_NAME, DemoResult, display_path, learning_rate_text, short_model
+from ftlog.demo.run import DB_NAME, DemoResult, display_path, learning_rate_text
+from ftlog.plots import short_model
 
 _SUMMARY_COLUMNS = (
     "job_id", "status", "trained_tokens", "queued_s", "running_s",
@@ -52,8 +53,8 @@ def render_report(result: DemoResult) -> str:
         return "(nothing recorded)"
     compared = _comparison_view(result.comparison)
     sections = [
-        "Throughput, as ftlog measured it between snapshots on the wall clock "
-        f"(h:mm:ss; a simulated minute took {60 / result.speed:.2g} s)",
+        "Throughput, as ftlog measured it between snapshots, in simulated time "
+        f"(a simulated minute took {60 / result.speed:.2g} s)",
         "",
         export.format_table(result.summary[list(_SUMMARY_COLUMNS)]),
         "",

@@ -21,6 +21,7 @@ from ftlog.collector import SnapshotPlan, snapshot
 from ftlog.db import open_store
 from ftlog.errors import UsageProblem
 from ftlog.models import TERMINAL_STATUSES
+from ftlog.plots import short_model
 from ftlog.simulator import (
     Hyperparameters,
     JobSpec,
@@ -49,15 +50,15 @@ DEMO_FILES = (
     *(f"{name}.png" for name in PLOTS),
 )
 """Every file a demo may write, and so every file a later demo deletes before it starts."""
-DEFAULT_SPEED = 60.0
-"""Simulated seconds per real second: the jobs' 40 simulated minutes take about 40 s."""
+DEFAULT_SPEED = 90.0
+"""Simulated seconds per real second: the jobs' half hour takes about 20 s."""
 QUICK_SPEED = 480.0
-"""``quick``: about 5 s."""
+"""``quick``: about 4 s."""
 SOURCE = "simulator"
 """The source name the jobs are recorded under."""
 TOKEN = "sk-demo-not-a-secret"  # noqa: S105 - the simulator's made-up token, not a credential
 POLL_SIMULATED_SECONDS = 30.0
-"""A snapshot every 30 simulated seconds (0.5 s at the default speed)..."""
+"""A snapshot every 30 simulated seconds (a third of a second at the default speed)..."""
 MIN_POLL_SECONDS = 0.08
 """...but not more often than this."""
 LEAD_SIMULATED_SECONDS = 45.0
@@ -65,8 +66,8 @@ LEAD_SIMULATED_SECONDS = 45.0
 every job stays at least twice as long in each status."""
 MARGIN_SECONDS = 15.0
 """How much longer than planned the demo waits for its jobs before it stops anyway."""
-EPOCH_TOKENS = 150_000
-"""Tokens of the training file per epoch, at the default speed (fewer when faster)."""
+EPOCH_TOKENS = 6_000_000
+"""Tokens of the training file per epoch (an 8B model takes about seven minutes for one)."""
 
 _8B = "meta-llama/Llama-3.1-8B-Instruct"
 _32B = "Qwen/Qwen2.5-32B-Instruct"
@@ -93,7 +94,7 @@ class DemoJob:
     model: str
     hyperparameters: Hyperparameters
     tokens_per_s: float
-    """How fast it trains, as ftlog will measure it on the wall clock."""
+    """How fast it trains: tokens per (simulated) second."""
     created: float
     validating: float
     queued: float
@@ -114,11 +115,11 @@ class DemoJob:
             f"ep={hp.n_epochs}{context}"
         )
 
-    def spec(self, start: int, speed: float) -> JobSpec:
-        """The simulator's job: simulated time starts at ``start``, runs ``speed`` times fast."""
+    def spec(self, start: int) -> JobSpec:
+        """The simulator's job, its minutes counted from ``start`` (simulated epoch seconds)."""
         hp = self.hyperparameters
         steps_per_epoch = max(5, round(800 * 4096 / (hp.batch_size * hp.context_length)))
-        tokens_per_step = max(1, round(EPOCH_TOKENS * DEFAULT_SPEED / speed / steps_per_epoch))
+        tokens_per_step = max(1, round(EPOCH_TOKENS / steps_per_epoch))
         minute = 60
         return JobSpec(
             id=self.id,
@@ -127,7 +128,7 @@ class DemoJob:
             hyperparameters=hp,
             total_steps=hp.n_epochs * steps_per_epoch,
             tokens_per_step=tokens_per_step,
-            tokens_per_second=self.tokens_per_s / speed,
+            tokens_per_second=self.tokens_per_s,
             validating_seconds=round(self.validating * minute),
             queued_seconds=round(self.queued * minute),
             outcome=self.outcome,
@@ -176,7 +177,7 @@ def demo_jobs() -> list[DemoJob]:
                 error=_OOM),
         DemoJob("ftjob-58d2f7a1", "qwen32b-lora", _32B,
                 _hp(learning_rate=1e-4, lora_r=32, n_epochs=1, context_length=8192), 6_000,
-                created=6, validating=2.5, queued=5, estimate_skew=0.1),
+                created=5, validating=2.5, queued=4, estimate_skew=0.1),
     ]  # fmt: skip
 
 
@@ -187,11 +188,6 @@ def learning_rate_text(value: float) -> str:
         mantissa, _, exponent = f"{value:.1e}".partition("e")
         mantissa = mantissa.removesuffix(".0")
     return f"{mantissa}e{int(exponent)}"
-
-
-def short_model(model: str) -> str:
-    """``meta-llama/Llama-3.1-8B-Instruct`` as ``Llama-3.1-8B``."""
-    return model.rpartition("/")[2].removesuffix("-Instruct")
 
 
 @dataclass
@@ -232,7 +228,7 @@ def run_demo(
 ) -> DemoResult:
     """Serve the demo jobs, record them until they finish, then write exports and plots.
 
-    ``speed`` (simulated seconds per real second) defaults to 60, or 480 with ``quick``.
+    ``speed`` (simulated seconds per real second) defaults to 90, or 480 with ``quick``.
     ``echo`` gets the progress lines (a header, one line per status change, a closing line);
     ``status``, when given, a one-line state of all jobs after every snapshot (for a line
     redrawn in place). Stops after the planned time plus a margin even if jobs are left
@@ -245,12 +241,12 @@ def run_demo(
     db_path = output / DB_NAME
     jobs = demo_jobs()
     result = DemoResult(output=output, db_path=db_path, jobs=jobs, speed=speed)
-    span = _simulated_span(jobs, speed)
+    span = _simulated_span(jobs)
     planned = span / speed
     interval = max(MIN_POLL_SECONDS, POLL_SIMULATED_SECONDS / speed)
     with open_store(f"sqlite:///{db_path.resolve()}", create=True) as engine:
         start = int(time.time() + planned - span)  # the last job ends about now + planned
-        specs = [job.spec(start, speed) for job in jobs]
+        specs = [job.spec(start) for job in jobs]
         clock = PacedClock(start, speed, LEAD_SIMULATED_SECONDS)
         api = SimulatedAPI(specs, clock=clock, token=TOKEN)
         with serve_in_thread(api) as base_url, FineTuningClient(base_url, TOKEN) as client:
@@ -258,8 +254,8 @@ def run_demo(
                 f"ftlog demo: {len(jobs)} fine-tuning jobs on a simulated API at {base_url}\n"
                 f"  time runs {speed:g}x faster: {span / 60:.0f} simulated minutes in about "
                 f"{planned:.0f} s\n"
-                f"  a snapshot every {interval:g} s into {display_path(db_path)}; "
-                "status changes as ftlog records them:\n"
+                f"  a snapshot every {interval:.2g} s into {display_path(db_path)}; "
+                "status changes as ftlog records them, in simulated time (UTC):\n"
             )
             _record(engine, client, clock, result, interval, planned + MARGIN_SECONDS, echo, status)
         _write_files(engine, result)
@@ -290,13 +286,18 @@ class PacedClock:
             self._base, self._real = self._now(), time.monotonic()
             self._limit = self._base + self._lead
 
+    def utc(self) -> datetime:
+        """:meth:`now` as an aware UTC datetime: the collector's clock, so that ftlog's
+        observations and the API's timestamps are on one clock."""
+        return datetime.fromtimestamp(self.now(), UTC)
+
     def _now(self) -> float:
         return min(self._base + (time.monotonic() - self._real) * self.speed, self._limit)
 
 
-def _simulated_span(jobs: Iterable[DemoJob], speed: float) -> float:
+def _simulated_span(jobs: Iterable[DemoJob]) -> float:
     """Simulated seconds from the first job's creation to the last job's end."""
-    specs = [job.spec(0, speed) for job in jobs]
+    specs = [job.spec(0) for job in jobs]
     return float(max(spec.finished_at for spec in specs))
 
 
@@ -338,11 +339,10 @@ def _record(
     labels = {job.id: job.label for job in result.jobs}
     ids = list(labels)
     began = time.monotonic()
-    began_at = datetime.now(UTC)
     details: dict[str, int] = {}
     while True:
         started = time.monotonic()
-        run = snapshot(engine, client, source_id, SnapshotPlan(), command="demo")
+        run = snapshot(engine, client, source_id, SnapshotPlan(), command="demo", clock=clock.utc)
         clock.snapshot_done()
         result.passes += 1
         result.snapshots += run.result.snapshots_added
@@ -351,8 +351,7 @@ def _record(
             details[kind] = details.get(kind, 0) + added
         for change in sorted(run.result.status_changes, key=lambda t: t.observed_at):
             result.transitions += 1
-            offset = (change.observed_at - began_at).total_seconds()
-            echo(_transition_line(offset, change, labels.get(change.job_id, "")))
+            echo(_transition_line(change, labels.get(change.job_id, "")))
         for error in run.errors:
             echo(f"  error: {error}")
         stored = store.stored_jobs(engine, source_id, ids)
@@ -371,8 +370,8 @@ def _record(
     echo(_closing_line(result, statuses))
 
 
-def _transition_line(offset: float, change: Any, label: str) -> str:
-    stamp = f"+{max(0.0, offset):.1f} s".rjust(8)
+def _transition_line(change: Any, label: str) -> str:
+    stamp = change.observed_at.astimezone(UTC).strftime("%H:%M:%S")
     if change.from_status is None:
         return f"  {stamp}  {change.job_id}  new → {change.to_status:<16}  {label}"
     text = f"  {stamp}  {change.job_id}  {change.from_status} → {change.to_status}"
@@ -438,9 +437,23 @@ def _write_files(engine: Engine, result: DemoResult) -> None:
     if importlib.util.find_spec("matplotlib") is None:
         result.plot_note = "no plots: they need matplotlib (pip install 'ftlog[plot]')"
         return
-    result.files.append(plots.plot_throughput(ids, result.output / "throughput.png", engine))
-    result.files.append(plots.plot_compare(ids, result.output / "compare.png", engine))
-    result.files.append(plots.plot_loss(ids, result.output / "loss.png", engine))
+    hyper = frames["hyperparameters"]
+    out = result.output
+    result.files += [
+        plots.plot_throughput(
+            frames["throughput"],
+            frames["snapshots"],
+            frames["jobs"],
+            out / "throughput.png",
+            hyperparameters=hyper,
+        ),
+        plots.plot_compare(
+            frames["throughput-summary"], out / "compare.png", hyperparameters=hyper
+        ),
+        plots.plot_loss(
+            frames["loss-curves"], frames["jobs"], out / "loss.png", hyperparameters=hyper
+        ),
+    ]
 
 
 def display_path(path: Path) -> str:
