@@ -358,3 +358,25 @@ def test_the_token_url_encoded_in_job_data_is_scrubbed_too(engine: Engine) -> No
     with engine.connect() as conn:
         stored = conn.execute(select(Job.error_message)).scalar_one()
     assert stored is not None and quote(token, safe="") not in stored
+
+
+def test_a_running_job_whose_object_stays_the_same_still_gets_its_new_events(
+    engine: Engine,
+) -> None:
+    """OpenAI: trained_tokens stays null and the object the same while a job trains; its
+    progress is in its metrics events, which every run must fetch while it runs."""
+    running = job("ftjob-o", "running", T0, trained_tokens=None)
+    state = {"events": [event("ev-1", T0 + 10)]}
+    api = HostileAPI(
+        {
+            LIST: lambda *_: page([running], False),
+            f"{LIST}/ftjob-o": lambda *_: (200, running),
+            f"{LIST}/ftjob-o/events": lambda *_: page(state["events"], False),
+        }
+    )
+    plan = SnapshotPlan(details=("events",), concurrency=1)
+    with serve(api) as base:
+        assert run(engine, base, plan).exit_code == 0
+        state["events"] = [event("ev-2", T0 + 20), *state["events"]]
+        assert run(engine, base, plan).exit_code == 0
+    assert event_ids(engine) == {"ev-1", "ev-2"}

@@ -65,8 +65,10 @@ class DetailsSaved:
 
 
 def jobs_needing_details(engine: Engine, source_id: int, kind: DetailKind) -> list[DetailTarget]:
-    """Jobs of the source whose ``kind`` changed since last fetched (or never fetched),
-    newest first, each with the newest item of that kind already stored."""
+    """Jobs of the source whose object changed since their ``kind`` was last fetched (or
+    never fetched), and every running job, newest first, each with the newest item of that
+    kind already stored. Running jobs are asked every run: an OpenAI job's object stays the
+    same while it trains, and its progress lives in its metrics events."""
     table, j = _tables[kind], sql.jobs.c
     synced = j[_synced_columns[kind]]
     newest = (
@@ -82,7 +84,10 @@ def jobs_needing_details(engine: Engine, source_id: int, kind: DetailKind) -> li
             j.payload_sha256,
             newest.scalar_subquery().label("nid"),
         )
-        .where(j.source_id == source_id, or_(synced.is_(None), synced != j.payload_sha256))
+        .where(
+            j.source_id == source_id,
+            or_(synced.is_(None), synced != j.payload_sha256, j.status == "running"),
+        )
         .order_by(j.created_at.desc(), j.id.desc())
     )
     with engine.connect() as conn:
