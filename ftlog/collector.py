@@ -358,7 +358,13 @@ class _Run:
 
     def fetch_job(self, job_id: str) -> Observation:
         obj = self.client.get_job(job_id)
-        return Observation(parse_job(obj), self.now())
+        try:
+            return Observation(parse_job(obj), self.now())
+        except PayloadError as err:
+            if err.job_id is None:  # an answer with no usable id: name the job asked for
+                problem = f"the API's answer is no job object: {err.problem}"
+                raise PayloadError(job_id, problem) from None
+            raise
 
     def save(self, observations: Sequence[Observation]) -> None:
         channels = [target.channel for target in self.plan.notify]

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import re
 
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+"""Control characters, line and paragraph separators (a second line in a log), bidi controls
+(text shown reversed), lone surrogates."""
 _SHOWN_CHARS = 80
 
 
 def shown_text(text: str) -> str:
-    """Text from an API with control characters and lone surrogates escaped, so that a
-    hostile value cannot move a terminal's cursor or break a log line."""
+    """Text from an API with control characters, separators, bidi controls and lone
+    surrogates escaped, so that a hostile value cannot move a terminal's cursor, break a log
+    line or show itself reversed."""
     return _UNPRINTABLE.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 

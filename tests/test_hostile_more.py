@@ -380,3 +380,25 @@ def test_a_running_job_whose_object_stays_the_same_still_gets_its_new_events(
         state["events"] = [event("ev-2", T0 + 20), *state["events"]]
         assert run(engine, base, plan).exit_code == 0
     assert event_ids(engine) == {"ev-1", "ev-2"}
+
+
+def test_an_error_object_answered_for_a_named_job_names_that_job(db_url: str) -> None:
+    api = HostileAPI(
+        {f"{LIST}/ftjob-wanted": lambda *_: (200, {"error": {"message": "try later"}})}
+    )
+    with serve(api) as base:
+        result = CliRunner().invoke(
+            main,
+            [
+                "snapshot",
+                "ftjob-wanted",
+                "--no-events",
+                "--no-checkpoints",
+                "--base-url",
+                base,
+                "--db",
+                db_url,
+            ],
+            env={"FTLOG_API_KEY": TOKEN},
+        )
+    assert result.exit_code == 1 and "job ftjob-wanted:" in result.output, result.output

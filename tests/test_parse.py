@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftlog.errors import PayloadError
+from ftlog.errors import PayloadError, shown
 from ftlog.parse import (
     INT64_MAX,
     MAX_INDEXED_BYTES,
@@ -59,6 +59,12 @@ def test_a_refused_id_is_shown_escaped_and_cut() -> None:
         parse_job(job(id="\x1b[31m" + "x" * 2000))
     text = str(info.value)
     assert "\x1b" not in text and "\\x1b[31m" in text and len(text) < 200
+
+
+@pytest.mark.parametrize("char", ["\u2028", "\u2029", "\u202e", "\u2066", "\n"])
+def test_ids_shown_in_messages_never_break_a_line_or_turn_text_around(char: str) -> None:
+    text = shown(f"ftjob-a{char}b")
+    assert char not in text and text.startswith("ftjob-a\\") and text.endswith("b")
 
 
 # --- optional values: None and a problem, never a refusal ----------------------------------
