@@ -421,10 +421,11 @@ def compact(value: Any) -> str:
 
 
 def _significant(number: float) -> str:
-    """Three significant digits at most, no trailing zeros: 1.25, 12.5, 125, 0.5."""
+    """Three significant digits at most, no trailing zeros, five characters at most below
+    one: 1.25, 12.5, 125, 0.5, 0.062."""
     if number == 0:
         return "0"
-    digits = max(0, 2 - int(np.floor(np.log10(abs(number)))))
+    digits = min(3, max(0, 2 - int(np.floor(np.log10(abs(number))))))
     return f"{number:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{number:.0f}"
 
 
