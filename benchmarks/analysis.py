@@ -57,8 +57,8 @@ SNAPSHOT_COLUMNS = (
     "observations",
 )
 FLOOR_SQL = (
-    "SELECT job_pk, status, trained_tokens, trained_steps, estimated_finish, first_observed_at, "
-    "last_observed_at FROM snapshots"
+    "SELECT job_pk, status, trained_tokens, trained_steps, estimated_finish, first_observed_at "
+    "FROM snapshots"
 )
 """The snapshot columns throughput_summary reads, every row."""
 

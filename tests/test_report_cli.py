@@ -185,8 +185,8 @@ def test_throughput_summary_and_intervals(history: str) -> None:
     intervals = _csv_rows(
         run("throughput", "ftjob-fast", "--intervals", "--db", history, "--format", "csv").output
     )
-    assert len(intervals) == 3
-    assert [row["tokens"] for row in intervals] == ["6000", "6000", "3000"]
+    # the last gain (3,000 tokens, after the last running poll) has no known time: no interval
+    assert [row["tokens"] for row in intervals] == ["6000", "6000"]
     assert float(intervals[0]["tokens_per_s"]) == pytest.approx(10.0)
 
 

@@ -83,21 +83,23 @@ def test_tokens_trained_before_the_first_sighting_are_not_divided_by_time(engine
     assert s.intervals == 2 and s.resets == 0
 
 
-def test_the_last_partial_interval_ends_at_the_transition_estimate(engine: Engine) -> None:
-    """Training at 1,000 tok/s ends between the polls at 60 and 120: the succeeded snapshot
-    shows 30,000 more tokens. Ending the interval at 120 would read 500 tok/s, a slowdown
-    that never happened; it ends at the transition estimate, (60 + 120) / 2 = 90."""
+def test_the_last_partial_interval_is_left_out(engine: Engine) -> None:
+    """Training at 1,000 tok/s ends somewhere between the polls at 60 and 120: the succeeded
+    snapshot shows 20,000 more tokens. Timed to 120 that would read 333 tok/s, timed to the
+    estimate 90 it would read 667: a slowdown that never happened either way. The last gain
+    has no known time, so it is no interval and no part of the mean."""
     record(
         engine,
         "job-end",
-        [(0, "running", 0), (60, "running", 60_000), (120, "succeeded", 90_000)],
+        [(0, "running", 0), (60, "running", 60_000), (120, "succeeded", 80_000)],
     )
     speed = analysis.throughput(engine, job_ids=["job-end"])
-    assert speed["end"].tolist() == [at(60), at(90)]
-    assert speed["tokens_per_s"].tolist() == [1_000.0, 1_000.0]
+    assert speed["end"].tolist() == [at(60)]
+    assert speed["tokens_per_s"].tolist() == [1_000.0]
     s = summary_of(engine, "job-end")
-    assert s.mean_tokens_per_s == 90_000 / 90
-    assert s.ended_at == at(90) and s.end_uncertainty_s == 30.0  # the same estimate
+    assert (s.tokens_before_first_seen, s.observed_tokens, s.trained_tokens) == (0, 60_000, 80_000)
+    assert s.mean_tokens_per_s == 60_000 / 60
+    assert s.ended_at == at(90) and s.end_uncertainty_s == 30.0  # the running stay's end
 
 
 def test_a_counter_reset_is_a_flagged_break(engine: Engine) -> None:

@@ -2,19 +2,20 @@
 
 **Progress points.** Progress is ``(trained_tokens, trained_steps)`` as the job object gives
 it. A *progress point* is a snapshot of a running job that is either the first of a running
-stretch or shows new progress, or the snapshot right after a running one (``succeeded``,
-say) when it shows new progress. Snapshots in which only other fields changed
+stretch or shows new progress. Snapshots in which only other fields changed
 (``estimated_finish``) are not points. A point's time is its ``first_observed_at``: a value
 was first seen then and reached at most one poll earlier, so each end is off by less than one
 poll interval and the errors do not add up: the intervals tile the observed run. (Using the
 previous snapshot's ``last_observed_at`` instead would credit a gain made over many polls to
 the last poll only and overstate the speed whenever the API reports progress in steps.)
 
-**The last, partial interval.** A point of another status (the job ended, or was paused,
-between two polls) is timed at the transition's estimate (see "Transition times" in
-:mod:`ftlog.analysis`), not at its first observation: training stopped somewhere in between,
-and counting the time after it would show a slowdown that never happened. Such an interval
-counts like any other, in the mean, the median and the peak.
+**The last, partial interval is left out.** The progress a job made after its last running
+point (it ended, or was paused, between two polls) has no time ftlog knows: training stopped
+somewhere in that poll interval. Timed to the poll that saw the new status it would read as a
+slowdown, timed to the transition's estimate it would read as a slowdown or a burst as the
+estimate missed by up to half a poll; so it is no interval, and its tokens count in neither
+``observed_tokens`` nor the mean (``trained_tokens`` = ``tokens_before_first_seen`` +
+``observed_tokens`` + that last gain).
 
 **Progress from the event log.** A job whose running snapshots never carry tokens or steps
 (OpenAI reports ``trained_tokens`` only at the end and no step counts) takes its points from
@@ -51,7 +52,7 @@ from ftlog.analysis._read import (
     to_us,
 )
 from ftlog.analysis.cost import job_costs
-from ftlog.analysis.history import Floats, history_rows, midpoint, stays
+from ftlog.analysis.history import Floats, history_rows, stays
 from ftlog.analysis.training import step_points, tokens_per_step
 from ftlog.pricing import PriceTable
 
@@ -138,7 +139,7 @@ def progress_rows(conn: Connection, conds: list[ColumnElement[bool]]) -> pd.Data
     s = snapshots_table.c
     running = cast(case((s.status == "running", 1), else_=0), Integer).label("running")
     selected = [s.job_pk, running, s.trained_tokens, s.trained_steps, s.estimated_finish]
-    selected += [s.first_observed_at, s.last_observed_at]
+    selected.append(s.first_observed_at)
     raw = fetch(conn, selected, snapshots_table, job_rows(conds, snapshots_table))
     order = np.lexsort((floats(raw["first_observed_at"]), raw["job_pk"].to_numpy("int64")))
     return raw.iloc[order].reset_index(drop=True)
@@ -172,19 +173,15 @@ def snapshot_points(p: pd.DataFrame, logged: Flags) -> pd.DataFrame:
     rows of jobs whose points come from the event log, which are no points here."""
     pk, running = p["job_pk"].to_numpy("int64"), p["running"].to_numpy("int64") == 1
     tokens, steps = floats(p["trained_tokens"]), floats(p["trained_steps"])
-    first, last = floats(p["first_observed_at"]), floats(p["last_observed_at"])
     after_running = np.zeros(len(pk), dtype=bool)
     after_running[1:] = running[:-1] & ~new_job(pk)[1:]
     moved = changed(tokens) | changed(steps)
     starts = running & ~after_running
-    point = (running & (starts | moved)) | (~running & after_running & moved)
-    at = first.copy()
-    ended = np.flatnonzero(~running & after_running)
-    at[ended] = midpoint(last[ended - 1], first[ended])
+    point = running & (starts | moved)
     return pd.DataFrame(
         {
             "job_pk": pk,
-            "at": at,
+            "at": floats(p["first_observed_at"]),
             "tokens": tokens,
             "steps": steps,
             "point": point & ~logged,

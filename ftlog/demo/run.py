@@ -173,7 +173,7 @@ def demo_jobs() -> list[DemoJob]:
                 created=4, validating=1.5, queued=3, outcome="cancelled", stop_fraction=0.45),
         DemoJob("ftjob-1e6f4d90", "long-context", _8B,
                 _hp(learning_rate=3e-5, batch_size=32, context_length=16384), 12_000,
-                created=5, validating=2, queued=4, outcome="failed", stop_fraction=0.06,
+                created=5, validating=2, queued=4, outcome="failed", stop_fraction=0.12,
                 error=_OOM),
         DemoJob("ftjob-58d2f7a1", "qwen32b-lora", _32B,
                 _hp(learning_rate=1e-4, lora_r=32, n_epochs=1, context_length=8192), 6_000,
