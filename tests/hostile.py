@@ -13,6 +13,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from sqlalchemy import Engine
+
+from ftlog import store
+from ftlog.client import FineTuningClient, RetryPolicy
+from ftlog.collector import RunSummary, SnapshotPlan, snapshot
+from tests.helpers import TOKEN
+
+LIST = "/fine_tuning/jobs"
+JOBS_ONLY = SnapshotPlan(details=(), concurrency=1)
+"""A run that records the job list only (no events or checkpoints), one request at a time."""
+
 Answer = tuple[int, Any] | tuple[int, Any, dict[str, str]]
 """(status, JSON body) or (status, JSON body, headers); a body of bytes is sent as is."""
 Route = Callable[[str, dict[str, str]], Answer]
@@ -94,3 +105,11 @@ def serve(api: HostileAPI) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def run(engine: Engine, base_url: str, plan: SnapshotPlan = JOBS_ONLY) -> RunSummary:
+    """One ``snapshot`` against ``base_url`` (source "hostile"), with quick retries."""
+    retry = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)
+    with FineTuningClient(base_url, TOKEN, retry=retry) as client:
+        source_id = store.ensure_source(engine, "hostile", base_url)
+        return snapshot(engine, client, source_id, plan)

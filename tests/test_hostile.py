@@ -23,8 +23,7 @@ from sqlalchemy import Engine, select, text
 
 from ftlog import notify, store
 from ftlog.cli import main
-from ftlog.client import FineTuningClient, RetryPolicy
-from ftlog.collector import RunSummary, SnapshotPlan, snapshot
+from ftlog.collector import SnapshotPlan
 from ftlog.db import create_store_engine, ensure_schema
 from ftlog.models import (
     CollectorRun,
@@ -38,17 +37,7 @@ from ftlog.models import (
 from ftlog.parse import canonical_json, parse_job
 from ftlog.redact import REDACTED
 from tests.helpers import T0, TOKEN, count, store_rows
-from tests.hostile import HostileAPI, job, page, serve
-
-LIST = "/fine_tuning/jobs"
-JOBS_ONLY = SnapshotPlan(details=(), concurrency=1)
-
-
-def run(engine: Engine, base_url: str, plan: SnapshotPlan = JOBS_ONLY) -> RunSummary:
-    retry = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)
-    with FineTuningClient(base_url, TOKEN, retry=retry) as client:
-        source_id = store.ensure_source(engine, "hostile", base_url)
-        return snapshot(engine, client, source_id, plan)
+from tests.hostile import LIST, HostileAPI, job, page, run, serve
 
 
 def bodies(engine: Engine, job_id: str) -> list[Any]:

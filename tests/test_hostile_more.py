@@ -14,21 +14,11 @@ from sqlalchemy import Engine, select
 from ftlog import store
 from ftlog.cli import main
 from ftlog.client import FineTuningClient, RetryPolicy
-from ftlog.collector import RunSummary, SnapshotPlan, snapshot
+from ftlog.collector import SnapshotPlan, snapshot
 from ftlog.errors import APIError
 from ftlog.models import Job
 from tests.helpers import T0, TOKEN
-from tests.hostile import HostileAPI, job, page, serve
-
-LIST = "/fine_tuning/jobs"
-JOBS_ONLY = SnapshotPlan(details=(), concurrency=1)
-
-
-def run(engine: Engine, base_url: str, plan: SnapshotPlan = JOBS_ONLY) -> RunSummary:
-    retry = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)
-    with FineTuningClient(base_url, TOKEN, retry=retry) as client:
-        source_id = store.ensure_source(engine, "hostile", base_url)
-        return snapshot(engine, client, source_id, plan)
+from tests.hostile import JOBS_ONLY, LIST, HostileAPI, job, page, run, serve
 
 
 def paged(pages: list[list[Any]]) -> Any:
