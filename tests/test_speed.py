@@ -164,13 +164,14 @@ def test_an_openai_job_gets_its_progress_from_its_metrics_events(
     sim.clock.set(started + 1000 + 30)  # it ended at started + 1000
     snapshot()
     speed = analysis.throughput(db_url)
-    steps = sorted({*range(10, 101, 10), 33, 66})  # metrics events and checkpoints
+    steps = list(range(10, 101, 10))  # metrics events (checkpoints only without them)
     assert speed["steps"].tolist() == [b - a for a, b in itertools.pairwise(steps)]
     assert speed["steps_per_s"].tolist() == pytest.approx([0.1] * (len(steps) - 1))
     s = summary_of_url(db_url)
     assert (s.status, s.trained_tokens, s.tokens_per_step) == ("succeeded", 100_000, 1000.0)
     assert s.mean_steps_per_s == pytest.approx(90 / 900) and pd.isna(s.eta)
-    assert pd.isna(s.mean_tokens_per_s) and s.tokens_before_first_seen == 100_000
+    # first seen running with no count: what it trained before is unknown, not all of it
+    assert pd.isna(s.mean_tokens_per_s) and pd.isna(s.tokens_before_first_seen)
 
 
 def summary_of_url(db_url: str) -> pd.Series:

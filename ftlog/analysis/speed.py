@@ -100,8 +100,9 @@ def throughput_summary(
     - ``trained_tokens``, ``trained_steps``, ``model``, ``status``, ``created_at``,
       ``finished_at``: the job's latest fields as the API gave them. ``total_steps``: the
       job object's, else the last its metrics events named.
-    - ``tokens_before_first_seen``: the trained tokens of the job's first snapshot that had a
-      count: trained before ftlog saw any, they are never divided by time.
+    - ``tokens_before_first_seen``: the trained tokens of the job's first snapshot: trained
+      before ftlog saw any, they are never divided by time; 0 when that snapshot had no
+      count and the job ran only later, NA when it had none otherwise (first seen running).
       ``observed_tokens``: the tokens gained over the job's :func:`throughput` intervals,
       i.e. while ftlog observed it running (NA with no interval that has a token gain).
     - ``queued_s`` / ``running_s``: total ``seconds`` of the job's ``queued`` / ``running``
@@ -117,7 +118,8 @@ def throughput_summary(
       step counts (OpenAI), ``trained_tokens / total_steps``, else over the last step
       logged: see :mod:`ftlog.analysis.training`.
     - ``started_at``: when the job first entered ``running`` (the transition estimate), with
-      ``start_uncertainty_s``; ``ended_at``: when it last left ``running``, with
+      ``start_uncertainty_s``; NaT for a job first seen running (it started at some unknown
+      time before); ``ended_at``: when it last left ``running``, with
       ``end_uncertainty_s``, NaT while still running. Both are from ftlog's polls.
     - ``eta``: for a running job, its last progress point's time plus the remaining steps
       (``total_steps`` minus the steps at that point) over ``mean_steps_per_s``; NaT for
@@ -177,36 +179,70 @@ def snapshot_points(p: pd.DataFrame, logged: Flags) -> pd.DataFrame:
     after_running[1:] = running[:-1] & ~new_job(pk)[1:]
     moved = changed(tokens) | changed(steps)
     starts = running & ~after_running
-    point = running & (starts | moved)
+    # A poll whose answer lacks the counts is no point (and no break): the gain across it is
+    # known from the points around it.
+    counted = ~np.isnan(tokens) | ~np.isnan(steps)
+    point = running & (starts | moved) & counted & ~logged
     return pd.DataFrame(
         {
             "job_pk": pk,
             "at": floats(p["first_observed_at"]),
             "tokens": tokens,
             "steps": steps,
-            "point": point & ~logged,
+            "point": point,
             "opens": running,
-            "starts": starts,
+            "starts": first_of_stretch(pk, np.cumsum(starts), point),
             "reset": resets(pk, tokens) | resets(pk, steps),
         }
     )
 
 
-def logged_points(points: pd.DataFrame) -> pd.DataFrame:
-    """Steps from the event log (:func:`step_points`) as progress rows."""
+def first_of_stretch(pk: Ints, stretch: Ints, point: Flags) -> Flags:
+    """Where a point is the first of its running stretch (``stretch`` numbers the rows' stretches):
+    a stretch that began at a row that is no point begins at its first point."""
+    idx = np.flatnonzero(point)
+    first = new_job(pk[idx]) | np.r_[True, stretch[idx][1:] != stretch[idx][:-1]]
+    starts: Flags = np.zeros(len(pk), dtype=bool)
+    starts[idx] = first
+    return starts
+
+
+def logged_points(points: pd.DataFrame, p: pd.DataFrame) -> pd.DataFrame:
+    """Steps from the event log (:func:`step_points`) as progress rows. A step logged after
+    the job was seen not running (requeued, paused) since the step before begins a new
+    stretch: the time in between was no training time."""
     pk, steps = points["job_pk"].to_numpy("int64"), floats(points["step"])
+    at = floats(points["at"])
     return pd.DataFrame(
         {
             "job_pk": pk,
-            "at": floats(points["at"]),
+            "at": at,
             "tokens": np.full(len(pk), np.nan),
             "steps": steps,
             "point": True,
             "opens": True,
-            "starts": new_job(pk),
+            "starts": new_job(pk) | seen_stopped(pk, at, p),
             "reset": resets(pk, steps),
         }
     )
+
+
+def seen_stopped(pk: Ints, at: Floats, p: pd.DataFrame) -> Flags:
+    """Where a job (rows sorted by job and time ``at``) was observed in another status than
+    running since the row before: the number of such observations (``p``'s snapshot rows)
+    made by each row's time went up."""
+    stopped = p[p["running"].to_numpy("int64") == 0]
+    stopped = stopped.assign(count=stopped.groupby("job_pk").cumcount() + 1)
+    left = pd.DataFrame({"job_pk": pk, "at": at, "order": np.arange(len(pk))}).sort_values("at")
+    right = stopped[["job_pk", "first_observed_at", "count"]].sort_values("first_observed_at")
+    right = right.astype({"job_pk": "int64", "first_observed_at": "float64"})
+    merged = pd.merge_asof(
+        left, right, left_on="at", right_on="first_observed_at", by="job_pk", direction="backward"
+    ).sort_values("order")
+    count = merged["count"].fillna(0).to_numpy("float64")
+    went_up: Flags = np.zeros(len(pk), dtype=bool)
+    went_up[1:] = (pk[1:] == pk[:-1]) & (count[1:] > count[:-1])
+    return went_up
 
 
 def progress(p: pd.DataFrame, logged: pd.DataFrame) -> pd.DataFrame:
@@ -222,7 +258,8 @@ def progress(p: pd.DataFrame, logged: pd.DataFrame) -> pd.DataFrame:
     with_counts = pd.Index(p["job_pk"][running & counted].unique())
     logged = logged[~logged["job_pk"].isin(with_counts)]
     from_log = p["job_pk"].isin(pd.Index(logged["job_pk"].unique())).to_numpy(bool)
-    rows = pd.concat([snapshot_points(p, from_log), logged_points(logged)], ignore_index=True)
+    own = p[p["job_pk"].isin(pd.Index(logged["job_pk"].unique()))]
+    rows = pd.concat([snapshot_points(p, from_log), logged_points(logged, own)], ignore_index=True)
     rows = rows.iloc[np.lexsort((floats(rows["at"]), rows["job_pk"].to_numpy("int64")))]
     return rows.assign(seen=rows.groupby("job_pk")["reset"].cumsum()).reset_index(drop=True)
 
@@ -279,15 +316,16 @@ def summary(
     runs = runs_and_waits[runs_and_waits["status"] == "running"]
     first = runs.drop_duplicates("job_pk", keep="first").set_index("job_pk")
     last = runs.drop_duplicates("job_pk", keep="last").set_index("job_pk")
-    out["started_at"] = first["entered_at"]
+    # First seen already running: it started at some unknown time before; no estimate.
+    unknown = first["entered_uncertainty_s"].isna()
+    out["started_at"] = first["entered_at"].mask(unknown)
     out["start_uncertainty_s"] = first["entered_uncertainty_s"]
     ended = ~last["current"]
     out["ended_at"] = last["left_at"].where(ended)
     out["end_uncertainty_s"] = last["left_uncertainty_s"].where(ended)
     logged_totals = logged.groupby("job_pk")["total_steps"].last()
     out["total_steps"] = out["total_steps"].astype("Float64").fillna(logged_totals)
-    counts = snapshots.set_index("job_pk")["trained_tokens"].groupby(level=0).first()
-    out["tokens_before_first_seen"] = counts
+    out["tokens_before_first_seen"] = tokens_at_first_sighting(snapshots)
     speeds(out, intervals(rows))
     out["resets"] = rows.groupby("job_pk")["reset"].sum().reindex(out.index, fill_value=0)
     last_step = logged.groupby("job_pk")["step"].max()
@@ -302,6 +340,17 @@ def summary(
     costs = job_costs(out, prices)
     out["estimated_cost"], out["currency"] = costs["estimated_cost"], costs["currency"]
     return out.reset_index()
+
+
+def tokens_at_first_sighting(snapshots: pd.DataFrame) -> pd.Series:
+    """By ``job_pk``: the trained tokens of each job's first snapshot; 0 when that snapshot
+    has none and the job ran only later (first seen queued, say); NA when it has none
+    otherwise (first seen running: unknown, not all of it)."""
+    first = snapshots.drop_duplicates("job_pk", keep="first").set_index("job_pk")
+    ran_later = snapshots.groupby("job_pk")["running"].max() == 1
+    before_running = (first["running"] == 0) & ran_later
+    tokens = first["trained_tokens"].astype("Float64")
+    return tokens.mask(tokens.isna() & before_running, 0)
 
 
 def speeds(out: pd.DataFrame, iv: pd.DataFrame) -> None:

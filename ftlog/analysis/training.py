@@ -25,11 +25,11 @@ the job's last step and close everywhere else, and every point of a job gets one
 
 from __future__ import annotations
 
-from typing import Unpack
+from typing import Any, Unpack
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection
+from sqlalchemy import ColumnElement, Connection, case, func
 
 from ftlog.analysis._read import (
     Filters,
@@ -144,20 +144,25 @@ def checkpoint_step(checkpoints: pd.DataFrame) -> pd.Series:
 
 
 def step_points(conn: Connection, conds: list[ColumnElement[bool]]) -> pd.DataFrame:
-    """Training steps over time as the API logged them (internal: times in µs): one row
-    per job and step (``job_pk``, ``at``, ``step``, ``total_steps``), sorted by job, time and
-    step, from metrics events (``data.step`` and ``data.total_steps`` at the event's
-    ``created_at``) and checkpoints (:func:`checkpoint_step` at its ``created_at``).
+    """Training steps over time as the API logged them (internal: times in µs): rows of
+    ``job_pk``, ``at``, ``step``, ``total_steps``, sorted by job and time, from metrics
+    events (``data.step`` and ``data.total_steps`` at the event's ``created_at``), or, for a
+    job that logged no metrics events, its checkpoints (:func:`checkpoint_step` at their
+    ``created_at``): the two are written at different times (a checkpoint after later steps'
+    events), and taken together a late checkpoint would read as the counter going back.
 
-    A step that is not a whole number >= 0 is left out; a step logged more than once is
-    taken at the earliest time (a checkpoint is saved after its step's metrics event).
-    ``total_steps`` is the last one the job's metrics events named (NaN if none did)."""
+    A step that is not a whole number >= 0 (a JSON number) is left out. Steps logged at one
+    time (OpenAI stamps events to the second) are one point, the highest; a step logged again
+    right after itself is one point, the first. A step lower than the one before stays: the
+    job restarted from a checkpoint (a counter reset). ``total_steps`` is the last one the
+    job's metrics events named (NaN if none did)."""
     e, c = events_table.c, checkpoints_table.c
-    numbers = [e.data[name].as_string().label(name) for name in ("step", "total_steps")]
+    numbers = [json_number(conn, e.data, name) for name in ("step", "total_steps")]
     where = [e.type == "metrics", *job_rows(conds, events_table)]
     logged = fetch(conn, [e.job_pk, e.created_at, *numbers], events_table, where)
     selected = [c.job_pk, c.created_at, c.step_number, c.step]
     saved = fetch(conn, selected, checkpoints_table, job_rows(conds, checkpoints_table))
+    saved = saved[~saved["job_pk"].isin(pd.Index(logged["job_pk"].unique()))]
     saved = saved.assign(step=checkpoint_step(saved), total_steps=np.nan)
     points = pd.concat([logged, saved[logged.columns]], ignore_index=True)
     step = pd.to_numeric(points["step"], errors="coerce").astype("float64")
@@ -172,7 +177,21 @@ def step_points(conn: Connection, conds: list[ColumnElement[bool]]) -> pd.DataFr
     )[step.notna() & (step >= 0) & (step == np.floor(step))]
     points = points.sort_values(["job_pk", "at", "step"], kind="stable")
     points["total_steps"] = points.groupby("job_pk")["total_steps"].transform("last")
-    return points.drop_duplicates(["job_pk", "step"]).reset_index(drop=True)
+    points = points.drop_duplicates(["job_pk", "at"], keep="last")
+    pk, steps = points["job_pk"].to_numpy("int64"), points["step"].to_numpy("float64")
+    again = np.zeros(len(points), dtype=bool)
+    again[1:] = (pk[1:] == pk[:-1]) & (steps[1:] == steps[:-1])
+    return points[~again].reset_index(drop=True)
+
+
+def json_number(conn: Connection, column: Any, key: str) -> ColumnElement[Any]:
+    """``column[key]`` as text where it is a JSON number, else NULL: SQLite's json_extract
+    reads ``true`` as 1, and a number written as a text is no number on either database."""
+    if conn.dialect.name == "postgresql":
+        numeric = func.json_typeof(column[key]) == "number"
+    else:
+        numeric = func.json_type(column, f'$."{key}"').in_(("integer", "real"))
+    return case((numeric, column[key].as_string()), else_=None).label(key)
 
 
 def _checkpoint_points(conn: Connection, conds: list[ColumnElement[bool]]) -> pd.DataFrame:
@@ -185,7 +204,7 @@ def _checkpoint_points(conn: Connection, conds: list[ColumnElement[bool]]) -> pd
 
 def _event_points(conn: Connection, conds: list[ColumnElement[bool]]) -> pd.DataFrame:
     e = events_table.c
-    numbers = [e.data[name].as_string().label(name) for name in ("step", *LOSS_METRICS)]
+    numbers = [json_number(conn, e.data, name) for name in ("step", *LOSS_METRICS)]
     where = [e.type == "metrics", *job_rows(conds, events_table)]
     raw = fetch(conn, [e.job_pk, e.id, e.created_at, *numbers], events_table, where)
     return _long(raw, origin=1)

@@ -53,7 +53,7 @@ JOB_TABLE_COLUMNS = (
 """What ``ftlog jobs`` shows as a table; csv and json carry every column."""
 SUMMARY_TABLE_COLUMNS = (
     "job_id", "source", "status", "trained_tokens", "queued_s", "running_s",
-    "mean_tokens_per_s", "median_tokens_per_s", "peak_tokens_per_s", "intervals", "started_at",
+    "mean_tokens_per_s", "median_tokens_per_s", "peak_tokens_per_s", "mean_steps_per_s", "eta",
 )  # fmt: skip
 """What ``ftlog throughput`` shows as a table (and the cost, when any job has a price); csv
 and json carry every column."""
