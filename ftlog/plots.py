@@ -206,7 +206,9 @@ def throughput_figure(
 ) -> Figure:
     """Two panels, one line per job of ``jobs``: trained tokens over time (from
     :func:`~ftlog.analysis.load_snapshots`), and tokens/s per interval (from
-    :func:`~ftlog.analysis.throughput`).
+    :func:`~ftlog.analysis.throughput`). When no job has token counts but some have steps
+    (OpenAI jobs, whose progress is in their metrics events), the panels show the steps
+    gained since each was first seen and steps/s instead.
 
     With ``elapsed`` the time axis is the time since each job was first seen running (else
     first seen), in seconds, minutes or hours, so jobs that ran at different times line up.
@@ -219,30 +221,36 @@ def throughput_figure(
     intervals_by_job = _by_job(intervals)
     starts = _running_starts(snapshots)
     scale, unit = _time_unit(_longest_seen(snapshots, starts)) if elapsed else (1.0, "")
+    in_steps = _steps_only(intervals, snapshots)
     handles = []
     for look in looks:
         snaps = snaps_by_job.get(look.key, snapshots.iloc[:0]).sort_values("first_observed_at")
-        tokens = snaps["trained_tokens"].astype("float64").to_numpy()
+        rows = intervals_by_job.get(look.key, intervals.iloc[:0]).sort_values("start")
         start = starts.get(look.key)
-        label = look.label
-        if np.isnan(tokens).all():
-            label += "  (no progress recorded)"
         style: dict[str, Any] = {"color": look.colour, "linestyle": look.dash, "linewidth": 1.6}
-        x = _x(snaps["first_observed_at"], start, elapsed, scale)
-        tokens_ax.plot(x, tokens, **style)
-        _mark_end(tokens_ax, look, x, tokens)
-        rows = intervals_by_job.get(look.key)
-        if rows is not None and not rows.empty:
-            rows = rows.sort_values("start")
+        if in_steps:
+            times = pd.concat([rows["start"].iloc[:1], rows["end"]])
+            gained = rows["steps"].astype("float64").cumsum().to_numpy()
+            progress = np.concatenate([[0.0], gained]) if len(gained) else gained
+        else:
+            times = snaps["first_observed_at"]
+            progress = snaps["trained_tokens"].astype("float64").to_numpy()
+        label = look.label + ("  (no progress recorded)" if np.isnan(progress).all() else "")
+        x = _x(times, start, elapsed, scale)
+        # One point alone is a dot (a line needs two).
+        tokens_ax.plot(x, progress, marker="o" if len(x) == 1 else "", **style)
+        _mark_end(tokens_ax, look, x, progress)
+        if not rows.empty:
             x = _x(pd.concat([rows["start"], rows["end"].iloc[-1:]]), start, elapsed, scale)
-            rates = rows["tokens_per_s"].astype("float64").to_numpy()
-            y = np.append(rates, rates[-1:])
+            rates = rows["steps_per_s" if in_steps else "tokens_per_s"].astype("float64")
+            y = np.append(rates.to_numpy(), rates.to_numpy()[-1:])
             rate_ax.step(x, y, where="post", **style)
             _mark_end(rate_ax, look, x, y)
         handles.append(_line(look.colour, look.dash, label))
-    tokens_ax.set_title("Trained tokens")
+    what = "steps" if in_steps else "tokens"
+    tokens_ax.set_title("Steps trained since first seen" if in_steps else "Trained tokens")
     rate_ax.set_title("Training speed per interval between snapshots")
-    for ax, quantity in ((tokens_ax, "tokens"), (rate_ax, "tokens / s")):
+    for ax, quantity in ((tokens_ax, what), (rate_ax, f"{what} / s")):
         ax.grid(True, alpha=0.3)
         _number_axis(ax, "y", quantity)
         _say_if_empty(ax)
@@ -250,9 +258,32 @@ def throughput_figure(
         rate_ax.set_xlabel(f"{unit} since the job was first seen running")
     else:
         _date_axis(rate_ax)
+        _widen_if_instant(tokens_ax)
     _legends(figure, handles, _end_keys(figure))
     figure.suptitle("Fine-tuning throughput", fontweight="bold")
     return figure
+
+
+def _steps_only(intervals: pd.DataFrame, snapshots: pd.DataFrame) -> bool:
+    """Whether the jobs' progress is in steps only: no token counts anywhere, steps/s known."""
+    tokens_known = (
+        intervals["tokens_per_s"].notna().any() or snapshots["trained_tokens"].notna().any()
+    )
+    return not tokens_known and bool(intervals["steps_per_s"].notna().any())
+
+
+def _widen_if_instant(ax: Axes) -> None:
+    """A time axis over one instant (one poll) spans an hour around it, not matplotlib's
+    default of years."""
+    low, high = ax.get_xlim()
+    if high - low > 1:  # matplotlib dates are days: more than a day is the default's guess
+        points = [x for line in ax.get_lines() for x in np.atleast_1d(line.get_xdata())]
+        if points:
+            from matplotlib.dates import date2num
+
+            centre = float(np.median(date2num(points)))  # type: ignore[no-untyped-call]
+            if all(abs(float(date2num(p)) - centre) < 1e-9 for p in points):  # type: ignore[no-untyped-call]
+                ax.set_xlim(centre - 1 / 48, centre + 1 / 48)
 
 
 def plot_compare(
