@@ -288,7 +288,13 @@ def _unit(column: pd.Series, name: str) -> str:
         and pd.api.types.infer_dtype(column, skipna=True) in ("datetime", "datetime64")
     ):
         return " (UTC)"
+    if name in _UTC_DATES:
+        return " (UTC)"
     return ""
+
+
+_UTC_DATES = frozenset({"period", "day"})
+"""Columns of dates as text (trends' periods, cost by day), which are UTC dates."""
 
 
 def _is_identifier(name: str) -> bool:

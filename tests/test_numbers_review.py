@@ -379,3 +379,18 @@ def test_a_checkpoint_saved_after_later_steps_is_no_reset(engine: Engine) -> Non
     save_details(engine, "ftjob-ckpt", metrics("ftjob-ckpt", logged), [checkpoint])
     s = summary_of(engine, "ftjob-ckpt")
     assert (s.resets, s.mean_steps_per_s) == (0, pytest.approx(0.1))
+
+
+def test_an_empty_job_id_is_no_prefix_of_every_job(engine: Engine, db_url: str) -> None:
+    record(engine, "job-one", [(0, "running", 0, None)])
+    record(engine, "job-two", [(0, "running", 0, None)])
+    result = CliRunner().invoke(main, ["show", "", "--db", db_url])
+    assert result.exit_code == 2 and "empty job id" in result.output, result.output
+
+
+def test_date_columns_as_text_say_utc_in_tables(engine: Engine, db_url: str) -> None:
+    record(engine, "job-one", [(0, "queued", None, None), (60, "running", 0, None)])
+    trends = CliRunner().invoke(main, ["trends", "--db", db_url])
+    assert trends.exit_code == 0 and "period (UTC)" in trends.output, trends.output
+    costs = CliRunner().invoke(main, ["cost", "--by", "day", "--db", db_url])
+    assert costs.exit_code == 0 and "day (UTC)" in costs.output, costs.output

@@ -84,6 +84,8 @@ def selecting(
 def resolve_ids(conn: Connection, named: Sequence[str], filters: Filters) -> list[str]:
     """The exact job id each of ``named`` stands for among the jobs ``filters`` (but their
     ``job_ids``) select, in order, without repeats; UsageProblem as the module says."""
+    if any(not name.strip() for name in named):
+        raise UsageProblem("an empty job id names no job; give an id or a unique prefix of one")
     narrowing: Filters = {**filters, "job_ids": None}
     base = conditions(narrowing, conn)
     query = select(sources_table.c.name, jobs_table.c.job_id).select_from(
