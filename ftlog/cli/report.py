@@ -15,7 +15,6 @@ import click
 
 from ftlog.cli.options import TIME, TIME_EXAMPLES, chosen_prices, db_option, prices_option
 from ftlog.formats import FORMATS
-from ftlog.parse import load_json
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -348,8 +347,8 @@ def _present(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json_ready(report: dict[str, Any]) -> dict[str, Any]:
-
     from ftlog import export
+    from ftlog.parse import load_json
 
     nested = _json_columns()
     return {
