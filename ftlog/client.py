@@ -6,7 +6,8 @@ Items come back as raw decoded JSON; turning them into records is the parser's j
 Lists (jobs, events, checkpoints) are newest first, and the ``after`` cursor pages towards
 *older* items. So "what is new since the newest stored item" is not ``after=newest``: it is
 paging from the newest and stopping at the first item already known, which is what
-:meth:`FineTuningClient.iter_new_events` and :meth:`FineTuningClient.iter_new_checkpoints` do.
+:meth:`FineTuningClient.new_items` does (:mod:`ftlog.paging` never trusts a cursor to advance;
+:mod:`ftlog.backoff` decides how long to wait between attempts).
 
 The API key is a secret. It is sent only in the ``Authorization`` header and never appears
 in an exception message, a log record, or the client's ``repr``; text that comes back from
@@ -15,17 +16,13 @@ the API (error messages) is scrubbed of it too, in case the API echoes it.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import math
-import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import quote
@@ -33,6 +30,7 @@ from urllib.parse import quote
 import httpx
 
 from ftlog import __version__, settings
+from ftlog.backoff import Pause, RetryPolicy, duration, retry_after
 from ftlog.errors import (
     APIError,
     AuthError,
@@ -42,6 +40,7 @@ from ftlog.errors import (
     shown,
     shown_text,
 )
+from ftlog.paging import JobPage, Pager
 from ftlog.parse import load_json
 from ftlog.redact import REDACTED, scrub, secret_forms
 
@@ -58,125 +57,6 @@ MAX_PAGE_LIMIT = 100
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _KEY_HINT = "set FTLOG_API_KEY or NEBIUS_API_KEY, or pass --api-key"
 _MESSAGE_CHARS = 200
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When to try a request again, and for how long.
-
-    Retried: HTTP 429, 500, 502, 503, 504, and transport failures (connection refused or
-    reset, timeouts, a peer that breaks the protocol). Attempt ``n`` (from 1) is followed by a
-    wait drawn uniformly from ``[0, min(max_delay, base_delay * 2**(n-1))]`` ("full jitter"),
-    unless the response has a ``Retry-After`` header (seconds or an HTTP date), which is used
-    as it is, capped at ``max_retry_after``. The defaults give up after 6 attempts, or sooner
-    when the next wait would take the time since the first attempt past ``max_total_wait``
-    (so a cron run never hangs for long behind a struggling API).
-    """
-
-    max_attempts: int = 6
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-    max_retry_after: float = 60.0
-    max_total_wait: float = 120.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if min(self.base_delay, self.max_delay, self.max_retry_after, self.max_total_wait) < 0:
-            raise ValueError("delays must not be negative")
-
-    def backoff(self, attempt: int) -> float:
-        """The jittered wait after failed attempt number ``attempt`` (from 1)."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return random.uniform(0.0, ceiling)  # noqa: S311 - jitter, not cryptography
-
-
-@dataclass(frozen=True)
-class JobPage:
-    """One page of a list (``GET /fine_tuning/jobs``, or a job's events or checkpoints): raw
-    items, newest first."""
-
-    jobs: list[Any]
-    has_more: bool
-    last_id: str | None
-    """The id of the last (oldest) item: the ``after`` cursor for the next page."""
-    after: str | None = None
-    """The cursor this page was asked for with (None for the first page)."""
-
-
-class Pager:
-    """Pages of a list, following the ``after`` cursor, never trusting it to advance.
-
-    Iterating yields each page with only the items not yielded before in this listing (an
-    item is known by its ``id``). The listing ends:
-
-    - at a page that says ``has_more: false``: ``complete`` is then True;
-    - at an empty page that says ``has_more: true``, a page with nothing new (the API
-      ignored the cursor, or repeated a page), a cursor already used, or a page that says
-      ``has_more`` without an id to continue from: ``problem`` then says which, in a phrase
-      naming the cursor, and ``complete`` stays False.
-
-    The caller may stop earlier (it has reached what it knows); ``complete`` is then False.
-    """
-
-    def __init__(
-        self,
-        fetch: Callable[[str | None], JobPage],
-        *,
-        after: str | None = None,
-        what: str = "jobs",
-    ) -> None:
-        self._fetch = fetch
-        self._after = after
-        self._what = what
-        self._cursors: set[str] = set() if after is None else {after}
-        self._ids: set[str] = set()
-        self._done = False
-        self.complete = False
-        self.problem: str | None = None
-
-    def __iter__(self) -> Self:
-        return self
-
-    def __next__(self) -> JobPage:
-        if self._done:
-            raise StopIteration
-        page = self._fetch(self._after)
-        at = f"after={shown(self._after)}" if self._after is not None else "the first page"
-        # Items of earlier pages are dropped (a page repeated, or shifted by new jobs); two
-        # items of this page with one id are both kept, for the store to decide.
-        fresh = [item for item in page.jobs if _item_id(item) not in self._ids]
-        self._ids.update(i for i in map(_item_id, page.jobs) if i is not None)
-        if page.jobs and not fresh:
-            return self._stop(
-                f"the API sent a page of {self._what} already listed ({at}): it seems to "
-                "ignore the cursor"
-            )
-        if not page.has_more:
-            self.complete = self._done = True
-        elif not page.jobs:
-            return self._stop(f"the API sent an empty page that says has_more ({at})")
-        elif page.last_id is None:
-            return self._stop(f"the page says has_more but its last item has no id ({at})")
-        elif page.last_id in self._cursors:
-            # Keep what is new on this page; asking for the same cursor again would loop.
-            self.problem = f"the API sent a page ending at {shown(page.last_id)} again ({at})"
-            self._done = True
-        else:
-            self._cursors.add(page.last_id)
-            self._after = page.last_id
-        if len(fresh) == len(page.jobs):
-            return page
-        return JobPage(fresh, page.has_more, page.last_id, page.after)
-
-    def _stop(self, problem: str) -> JobPage:
-        self.problem, self._done = problem, True
-        raise StopIteration
-
-
-def _item_id(item: Any) -> str | None:
-    item_id = item.get("id") if isinstance(item, dict) else None
-    return item_id if isinstance(item_id, str) else None
 
 
 @dataclass(frozen=True)
@@ -258,7 +138,7 @@ class FineTuningClient:
         self._count_lock = threading.Lock()
         self._sleep = sleep
         self._clock = clock
-        self._pause = _Pause(clock, sleep)
+        self._pause = Pause(clock, sleep)
         read_timeout = timeout.read if isinstance(timeout, httpx.Timeout) else timeout
         self._body_deadline = None if read_timeout is None else read_timeout * BODY_DEADLINE_FACTOR
         self._http = httpx.Client(
@@ -447,7 +327,7 @@ class FineTuningClient:
                     else "the API is unavailable"
                 )
 
-            told = _retry_after(response, self.retry.max_retry_after)
+            told = retry_after(response, self.retry.max_retry_after)
             delay = self.retry.backoff(attempt) if told is None else told
             elapsed = self._clock() - start
             if attempt >= self.retry.max_attempts or elapsed + delay > self.retry.max_total_wait:
@@ -503,7 +383,7 @@ class FineTuningClient:
         remaining = response.headers.get("x-ratelimit-remaining-requests")
         if remaining is None or remaining.strip() not in ("0", "0.0"):
             return
-        reset = _duration(response.headers.get("x-ratelimit-reset-requests", ""))
+        reset = duration(response.headers.get("x-ratelimit-reset-requests", ""))
         if reset is not None and reset > 0:
             self._pause.hold(min(reset, self.retry.max_retry_after))
 
@@ -639,70 +519,8 @@ def _has_id(item: Any, item_id: str | None) -> bool:
     return item_id is not None and isinstance(item, dict) and item.get("id") == item_id
 
 
-def _retry_after(response: httpx.Response | None, cap: float) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), capped."""
-    value = response.headers.get("retry-after") if response is not None else None
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if math.isnan(seconds):
-        return None
-    return min(max(seconds, 0.0), cap)
-
-
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
     return names.get(type(value), "a number")
-
-
-class _Pause:
-    """A pause every thread of a client honours before each request: set when the API asks
-    to slow down (429, ``Retry-After``, a rate-limit window used up), so that concurrent
-    requests wait together instead of each hitting the limit again (no thundering herd)."""
-
-    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
-        self._clock, self._sleep = clock, sleep
-        self._until = 0.0
-        self._lock = threading.Lock()
-
-    def hold(self, seconds: float) -> None:
-        """Pause every request for ``seconds`` from now (a longer pause already set stays)."""
-        with self._lock:
-            self._until = max(self._until, self._clock() + seconds)
-
-    def wait(self) -> None:
-        while True:
-            with self._lock:
-                remaining = self._until - self._clock()
-            if remaining <= 0:
-                return
-            self._sleep(remaining)
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-
-
-def _duration(text: str) -> float | None:
-    """Seconds from a rate-limit reset header: ``20ms``, ``1.5s``, ``6m0s``, ``1h2m3s``, or a
-    plain number of seconds; None when it is none of these."""
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return None
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    return sum(float(number) * scale[unit] for number, unit in parts)

@@ -28,11 +28,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from ftlog import store
-from ftlog.client import FineTuningClient, Pager, job_id_problem
+from ftlog.client import FineTuningClient, job_id_problem
 from ftlog.details import collect_details
 from ftlog.errors import APIError, AuthError, NotFound, PayloadError, UsageProblem, shown
 from ftlog.fetching import Breaker, Progress, fetch_all
 from ftlog.notify import Target, deliver_pending
+from ftlog.paging import Pager
 from ftlog.parse import JobRecord, load_json, parse_job
 from ftlog.redact import scrub
 from ftlog.schema import TERMINAL_STATUSES

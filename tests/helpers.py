@@ -9,7 +9,8 @@ from click.testing import Result
 from sqlalchemy import Engine, func, select
 
 from ftlog import store
-from ftlog.client import FineTuningClient, RetryPolicy
+from ftlog.backoff import RetryPolicy
+from ftlog.client import FineTuningClient
 from ftlog.collector import RunSummary, SnapshotPlan, snapshot
 from ftlog.models import Job
 from ftlog.parse import parse_checkpoint, parse_event

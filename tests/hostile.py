@@ -16,7 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 from sqlalchemy import Engine
 
 from ftlog import store
-from ftlog.client import FineTuningClient, RetryPolicy
+from ftlog.backoff import RetryPolicy
+from ftlog.client import FineTuningClient
 from ftlog.collector import RunSummary, SnapshotPlan, snapshot
 from tests.helpers import TOKEN
 

@@ -16,8 +16,10 @@ import httpx
 import pytest
 
 from ftlog import __version__
-from ftlog.client import FineTuningClient, JobPage, RetryPolicy
+from ftlog.backoff import RetryPolicy
+from ftlog.client import FineTuningClient
 from ftlog.errors import APIError, AuthError, NotFound, PayloadError, UsageProblem
+from ftlog.paging import JobPage
 
 TOKEN = "sk-test-SECRET-7f3a9c1e"
 BASE = "https://api.example.test/v1"

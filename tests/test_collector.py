@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func, select, text
 
 from ftlog import store
+from ftlog.backoff import RetryPolicy
 from ftlog.cli import main
-from ftlog.client import RetryPolicy
 from ftlog.collector import SnapshotPlan, ingest, snapshot
 from ftlog.models import Hyperparameters, Job, RawPayload, Snapshot, StatusChangeRow
 from ftlog.simulator import JobSpec, make_jobs

@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from ftlog import store
-from ftlog.client import FineTuningClient, RetryPolicy, _duration
+from ftlog.backoff import RetryPolicy
+from ftlog.backoff import duration as _duration
+from ftlog.client import FineTuningClient
 from ftlog.collector import RunSummary, SnapshotPlan, snapshot
 from ftlog.db import create_store_engine, ensure_schema
 from ftlog.models import Job

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
 from ftlog import store
+from ftlog.backoff import RetryPolicy
 from ftlog.cli import main
-from ftlog.client import FineTuningClient, RetryPolicy
+from ftlog.client import FineTuningClient
 from ftlog.collector import SnapshotPlan, snapshot
 from ftlog.errors import APIError
 from ftlog.models import Job
