@@ -13,7 +13,7 @@ import pandas as pd
 
 from ftlog import export
 from ftlog.demo.run import DB_NAME, DemoResult, display_path, learning_rate_text
-from ftlog.plots import short_model
+from ftlog.plot_looks import short_model
 
 _SUMMARY_COLUMNS = (
     "job_id", "status", "trained_tokens", "queued_s", "running_s",

@@ -21,7 +21,7 @@ from ftlog.collector import SnapshotPlan, snapshot
 from ftlog.db import open_store
 from ftlog.errors import UsageProblem
 from ftlog.models import TERMINAL_STATUSES
-from ftlog.plots import short_model
+from ftlog.plot_looks import short_model
 from ftlog.simulator import (
     Hyperparameters,
     JobSpec,
