@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ftlog import store
 from ftlog.client import FineTuningClient, job_id_problem
+from ftlog.db import first_line
 from ftlog.details import collect_details
 from ftlog.errors import APIError, AuthError, NotFound, PayloadError, UsageProblem, shown
 from ftlog.fetching import Breaker, Progress, fetch_all
@@ -219,7 +220,7 @@ def snapshot(
     except Exception as err:
         # A database error, say: the caller reports it; the run's row must not say 'ok'.
         run.summary.fatal = True
-        _report(run.summary, str(err).strip().split("\n", 1)[0] or type(err).__name__)
+        _report(run.summary, first_line(err))
         raise
     finally:
         run.summary.requests = client.request_count

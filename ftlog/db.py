@@ -159,11 +159,11 @@ def store_problem(url: str, err: BaseException) -> str | None:
     shown = masked_url(url)
     meaning = _POSTGRES_PROBLEMS.get(getattr(err, "sqlstate", None) or "")
     if meaning is not None:
-        return f"the store {shown} {meaning}: {_first_line(err)}"
+        return f"the store {shown} {meaning}: {first_line(err)}"
     if type(err).__name__ == "OperationalError" and getattr(err, "sqlstate", None) is None:
         # psycopg gives no SQLSTATE when it cannot reach the server at all.
         return (
-            f"cannot connect to the store {shown}: {_first_line(err)} (is the server running, "
+            f"cannot connect to the store {shown}: {first_line(err)} (is the server running, "
             f"and the URL right? {_WHERE})"
         )
     return None
@@ -356,7 +356,7 @@ def ensure_schema(engine: Engine, *, create: bool = True) -> None:
             current = current_revision(conn)
             empty = current is None and not inspect(conn).get_table_names()
     except OperationalError as err:
-        raise StoreError(f"cannot open the store {_shown(engine)}: {_first_line(err)}") from None
+        raise StoreError(f"cannot open the store {_shown(engine)}: {first_line(err)}") from None
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     if current == head:
@@ -425,7 +425,7 @@ def _at_scripted_head(engine: Engine) -> bool:
     return stored == [head]
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     """The gist of a driver's message: its first line that says something."""
     orig = getattr(err, "orig", None) or err
     for raw in str(orig).splitlines():

@@ -182,15 +182,12 @@ def _steps_only(intervals: pd.DataFrame, snapshots: pd.DataFrame) -> bool:
 def _widen_if_instant(ax: Axes) -> None:
     """A time axis over one instant (one poll) spans an hour around it, not matplotlib's
     default of years."""
-    low, high = ax.get_xlim()
-    if high - low > 1:  # matplotlib dates are days: more than a day is the default's guess
-        points = [x for line in ax.get_lines() for x in np.atleast_1d(line.get_xdata())]
-        if points:
-            from matplotlib.dates import date2num
+    from matplotlib.dates import date2num
 
-            centre = float(np.median(date2num(points)))  # type: ignore[no-untyped-call]
-            if all(abs(float(date2num(p)) - centre) < 1e-9 for p in points):  # type: ignore[no-untyped-call]
-                ax.set_xlim(centre - 1 / 48, centre + 1 / 48)
+    times = [np.atleast_1d(line.get_xdata()) for line in ax.get_lines()]
+    days = np.asarray(date2num(np.concatenate(times)) if times else [], dtype="float64")  # type: ignore[no-untyped-call]
+    if days.size and days.min() == days.max():  # matplotlib dates are days
+        ax.set_xlim(days[0] - 1 / 48, days[0] + 1 / 48)
 
 
 def plot_compare(

@@ -258,8 +258,9 @@ def progress(p: pd.DataFrame, logged: pd.DataFrame) -> pd.DataFrame:
     with_counts = pd.Index(p["job_pk"][running & counted].unique())
     logged = logged[~logged["job_pk"].isin(with_counts)]
     from_log = p["job_pk"].isin(pd.Index(logged["job_pk"].unique())).to_numpy(bool)
-    own = p[p["job_pk"].isin(pd.Index(logged["job_pk"].unique()))]
-    rows = pd.concat([snapshot_points(p, from_log), logged_points(logged, own)], ignore_index=True)
+    rows = pd.concat(
+        [snapshot_points(p, from_log), logged_points(logged, p[from_log])], ignore_index=True
+    )
     rows = rows.iloc[np.lexsort((floats(rows["at"]), rows["job_pk"].to_numpy("int64")))]
     return rows.assign(seen=rows.groupby("job_pk")["reset"].cumsum()).reset_index(drop=True)
 
